@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Builds (or reuses) the development environment and links it as .venv in this checkout.
+# The environment is ~6 GB, so it lives in a cache outside the clone, keyed by the hash of
+# constraints.txt (the torch pins decide almost all of its size). The same install step
+# runs again whenever setup.py's requirements change, so a new dependency is picked up
+# without rebuilding torch.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PYTHON=${PYTHON:-python3}
+key=$(sha256sum constraints.txt | cut -c1-16)
+cache_root=${MSPN_ENV_CACHE:-$HOME/.cache/mspn-envs}
+env_dir="$cache_root/venv-$key"
+mkdir -p "$cache_root"
+if [ ! -x "$env_dir/bin/python" ]; then
+    echo "building environment $env_dir (constraints.txt hash $key)"
+    "$PYTHON" -m venv "$env_dir"
+    "$env_dir/bin/pip" install --quiet --upgrade pip setuptools wheel
+    # Keep the two newest environments; older keys are dead weight on the disk.
+    ls -1dt "$cache_root"/venv-* | tail -n +3 | xargs -r rm -rf
+fi
+if [ -e .venv ] && [ ! -L .venv ]; then
+    echo "error: .venv exists and is not the cached environment link; remove it" >&2
+    exit 1
+fi
+ln -sfn "$env_dir" .venv
+reqs=$(cat constraints.txt setup.py | sha256sum | cut -c1-16)
+if [ "$(cat "$env_dir/.requirements" 2>/dev/null)" != "$reqs" ]; then
+    "$env_dir/bin/pip" install --progress-bar off -c constraints.txt -e ".[all,dev]"
+    echo "$reqs" > "$env_dir/.requirements"
+fi
+# The cached environment is shared between checkouts: point the editable install at this one.
+here=$(pwd -P)
+installed=$(cd /tmp && "$env_dir/bin/python" -c 'import mspn, os; print(os.path.dirname(os.path.dirname(os.path.realpath(mspn.__file__))))' 2>/dev/null || true)
+if [ "$installed" != "$here" ]; then
+    "$env_dir/bin/pip" install --quiet --no-deps --no-build-isolation -e .
+fi

@@ -1,0 +1,1 @@
+"""ONNX export of MSPN: wrappers, exporter, verification, reduced precision."""

@@ -1,0 +1,106 @@
+"""Checkpoints: one dict saved atomically with torch.save, loaded with ``weights_only=True``.
+
+Layout (every value is a tensor, a plain container or a number, so weights_only loading works):
+  format: "mspn-checkpoint", version: 1
+  config: Config.to_dict()   the whole typed config, so the file knows its network
+  frame_size: [H, W]         the size it was trained on (the export default)
+  model: MSPN state_dict
+  optional: discriminator, optimizers, train_state (counters, alternation windows, RNG states)
+"""
+from __future__ import annotations
+
+import pickle
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from mspn.config import Config, ConfigError
+from mspn.errors import MSPNError
+from mspn.fileio import atomic_path
+from mspn.models.mspn import MSPN
+
+FORMAT = "mspn-checkpoint"
+VERSION = 1
+
+
+@dataclass
+class Checkpoint:
+    config: Config
+    frame_size: tuple[int, int]
+    model: dict
+    extra: dict = field(default_factory=dict)
+
+    def build_model(self) -> MSPN:
+        """An MSPN of the checkpoint's config with its weights, in eval mode."""
+        model = MSPN(self.config.model)
+        load_weights(model, self.model, "checkpoint")
+        return model.eval()
+
+
+def save_checkpoint(path: str | Path, config: Config, model_state: dict, frame_size=None,
+                    **extra) -> None:
+    """Atomic write: a kill during the save leaves the previous file intact."""
+    payload = {
+        "format": FORMAT,
+        "version": VERSION,
+        "config": config.to_dict(),
+        "frame_size": list(frame_size or config.data.size),
+        "model": model_state,
+        **extra,
+    }
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
+
+
+def load_raw(path: str | Path) -> dict:
+    """torch.load with weights_only=True, turning every failure into a one-line MSPNError."""
+    path = Path(path)
+    if not path.is_file():
+        raise MSPNError(f"checkpoint not found: {path}")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except (RuntimeError, EOFError, zipfile.BadZipFile, pickle.UnpicklingError, ValueError,
+            OSError) as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise MSPNError(f"{path}: not a readable checkpoint (truncated or corrupt?): {reason[:200]}") from None
+
+
+def load_checkpoint(path: str | Path, expect: Config | None = None) -> Checkpoint:
+    """Load an mspn checkpoint. With ``expect``, refuse one whose model config differs."""
+    raw = load_raw(path)
+    if not isinstance(raw, dict) or raw.get("format") != FORMAT:
+        raise MSPNError(f"{path}: not an mspn checkpoint (a checkpoint of the authors' code? "
+                        f"convert it with `mspn import-reference`)")
+    if raw.get("version") != VERSION:
+        raise MSPNError(f"{path}: checkpoint format version {raw.get('version')} is not supported "
+                        f"(this mspn reads version {VERSION})")
+    try:
+        config = Config.from_dict(raw["config"])
+    except ConfigError as exc:
+        raise MSPNError(f"{path}: its stored config is invalid: {exc}") from None
+    if expect is not None and config.model != expect.model:
+        raise MSPNError(f"{path}: checkpoint of another config ({config.name}: {config.model}) "
+                        f"where {expect.name} ({expect.model}) was expected")
+    extra = {k: v for k, v in raw.items() if k not in ("format", "version", "config", "frame_size", "model")}
+    return Checkpoint(config, tuple(raw["frame_size"]), raw["model"], extra)
+
+
+def load_weights(module: torch.nn.Module, state: dict, what: str) -> None:
+    """Strict load with a one-line error naming missing and unexpected keys and bad shapes."""
+    own = module.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    shapes = sorted(k for k in set(own) & set(state) if tuple(own[k].shape) != tuple(state[k].shape))
+    if missing or unexpected or shapes:
+        parts = []
+        if missing:
+            parts.append(f"missing {len(missing)} key(s): {', '.join(missing[:6])}{' ...' if len(missing) > 6 else ''}")
+        if unexpected:
+            parts.append(f"unexpected {len(unexpected)} key(s): {', '.join(unexpected[:6])}{' ...' if len(unexpected) > 6 else ''}")
+        if shapes:
+            parts.append(f"shape mismatch in {', '.join(shapes[:4])}")
+        raise MSPNError(f"{what} does not fit this model ({'; '.join(parts)}): "
+                        f"probably a checkpoint of another config")
+    module.load_state_dict(state)

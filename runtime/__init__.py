@@ -1,0 +1,1 @@
+"""Torch-free runtime: runners over ONNX Runtime / OpenVINO / TensorRT, predictor, streams."""
