@@ -1,0 +1,5 @@
+import sys
+
+from mspn.cli import main
+
+sys.exit(main())

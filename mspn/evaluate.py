@@ -1,0 +1,258 @@
+"""Evaluate a checkpoint: per-step metrics against a copy-last-frame baseline, plots and strips.
+
+For every clip of a split (context + horizon frames), the model sees the context and predicts
+``horizon`` frames closed loop; the copy-last-frame baseline repeats the last context frame. Both
+are measured on the same clips with mspn.metrics (paper protocol). Outputs, beside the report:
+  REPORT.json               per-step and mean of every metric for model and copy_last, settings
+  REPORT_metrics.png        each metric against the predicted step, model vs copy-last
+  REPORT_strip.png          a few clips: context | ground truth (top row), prediction (bottom row)
+  REPORT_rollout.gif        the same clips animated: ground truth | prediction side by side
+"""
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from mspn.checkpoint import load_checkpoint
+from mspn.errors import MSPNError
+from mspn.fileio import atomic_path, atomic_write_json
+from mspn.metrics import StepMetrics, load_lpips
+
+SHOWN_CLIPS = 4  # clips drawn in the strip and the GIF
+# Table columns: (metric, header, format); LPIPS is added when it was measured.
+_TABLE = [("psnr", "PSNR", "{:8.3f}"), ("ssim", "SSIM", "{:8.4f}"), ("mse", "MSE/px", "{:9.5f}"),
+          ("mse_sum", "MSE/frame", "{:9.2f}")]
+
+
+def evaluate(ckpt, data, split: str = "test", context: int | None = None,
+             horizon: int | None = None, report="report.json", max_clips: int = 0, batch: int = 8,
+             lpips_weights=None, clip: bool = False, lpips_random_backbone_for_tests: bool = False,
+             quiet: bool = False) -> dict:
+    """Measure a checkpoint on a split; write the report, plot, strip and GIF; return the report.
+
+    context / horizon default to the checkpoint's config.data.context / pred_steps.
+    max_clips: 0 measures every clip of the split. clip: clip predictions to [0, 1] first.
+    lpips_random_backbone_for_tests exercises the LPIPS code path with a random AlexNet; its
+    numbers are marked not reportable.
+    """
+    from mspn.data.clips import ClipDataset  # the data layer is imported only when evaluating
+
+    checkpoint = load_checkpoint(ckpt)
+    config = checkpoint.config
+    context = config.data.context if context is None else context
+    horizon = config.data.pred_steps if horizon is None else horizon
+    if context < 1 or horizon < 1:
+        raise MSPNError(f"context and horizon must be >= 1, got context {context}, horizon {horizon}")
+    if batch < 1 or max_clips < 0:
+        raise MSPNError(f"batch must be >= 1 and max_clips >= 0, got {batch} and {max_clips}")
+    clip_length = context + horizon
+    dataset = ClipDataset(data, split, clip_length, frame_interval=config.data.frame_interval)
+    _check_data(dataset, checkpoint, data, split)
+
+    count = len(dataset) if max_clips == 0 else min(max_clips, len(dataset))
+    subset = torch.utils.data.Subset(dataset, range(count))
+    loader = torch.utils.data.DataLoader(subset, batch_size=batch, shuffle=False)
+
+    lpips, lpips_status = load_lpips(lpips_weights, lpips_random_backbone_for_tests,
+                                     frame_size=tuple(dataset.frame_size))
+    results = {name: StepMetrics(horizon, clip=clip, lpips=lpips, lpips_status=lpips_status)
+               for name in ("model", "copy_last")}
+    model = checkpoint.build_model()
+    shown: list[np.ndarray] = []  # (context, truth, prediction) of the first SHOWN_CLIPS clips
+    with torch.no_grad():
+        for clips in tqdm(loader, desc=f"eval {split}", unit="batch", disable=quiet):
+            past, future = clips[:, :context], clips[:, context:]
+            prediction = model.rollout(past, horizon)
+            copy_last = past[:, -1:].expand_as(future)
+            results["model"].update(prediction, future)
+            results["copy_last"].update(copy_last, future)
+            for b in range(min(len(clips), SHOWN_CLIPS - len(shown))):
+                shown.append((past[b].numpy(), future[b].numpy(), prediction[b].numpy()))
+
+    report = Path(report)
+    files = {"plot": report.with_name(f"{report.stem}_metrics.png"),
+             "strip": report.with_name(f"{report.stem}_strip.png"),
+             "gif": report.with_name(f"{report.stem}_rollout.gif")}
+    summaries = {name: acc.summary() for name, acc in results.items()}
+    record = {
+        "checkpoint": str(ckpt),
+        "config": config.name,
+        "data": str(data),
+        "split": split,
+        "context": context,
+        "horizon": horizon,
+        "frame_size": list(dataset.frame_size),
+        "channels": dataset.channels,
+        "clips": count,
+        "clipped": clip,
+        "metrics": ("per predicted step, averaged over clips; psnr/ssim: scikit-image, data_range 1, "
+                    "SSIM 7x7 window; mse: per-pixel mean; mse_sum: per-frame sum (Moving MNIST "
+                    "convention); lpips: AlexNet, raw (the paper prints x100); PSNR +inf written "
+                    "as null"),
+        "lpips": lpips_status,
+        "model": {k: summaries["model"][k] for k in ("per_step", "mean", "out_of_range_fraction")},
+        "copy_last": {k: summaries["copy_last"][k] for k in ("per_step", "mean")},
+        "files": {k: str(v) for k, v in files.items()},
+    }
+    if not quiet:
+        print(format_table(results, lpips_status))
+    _plot_metrics(results, files["plot"], title=f"{config.name} on {split} ({count} clips)")
+    if _is_bgr(data):  # the pictures are for people: show colour videos stored BGR as RGB
+        shown = [tuple(x[:, ::-1] for x in clip_) for clip_ in shown]
+    _write_strip(shown, files["strip"])
+    _write_gif(shown, files["gif"])
+    atomic_write_json(report, record)  # last, so a report always comes with its pictures
+    if not quiet:
+        print(f"wrote {report} (+ {', '.join(p.name for p in files.values())})")
+    return record
+
+
+def evaluate_from_args(args) -> int:
+    """The `mspn eval` handler."""
+    evaluate(args.ckpt, args.data, split=args.split, context=args.context, horizon=args.horizon,
+             report=args.report, max_clips=args.max_clips, batch=args.batch,
+             lpips_weights=args.lpips_weights, clip=args.clip)
+    return 0
+
+
+def _check_data(dataset, checkpoint, data, split) -> None:
+    """One-line refusals for data the checkpoint cannot be measured on (ClipDataset itself
+    refuses videos shorter than a clip)."""
+    model_channels = checkpoint.config.model.frame_channels
+    if dataset.channels != model_channels:
+        raise MSPNError(f"{data}/{split}: videos have {dataset.channels} channel(s) but checkpoint "
+                        f"{checkpoint.config.name} predicts {model_channels}")
+    if tuple(dataset.frame_size) != tuple(checkpoint.frame_size):
+        h, w = dataset.frame_size
+        ch, cw = checkpoint.frame_size
+        raise MSPNError(f"{data}/{split}: frames are {h}x{w} (HxW) but the checkpoint was trained "
+                        f"on {ch}x{cw}; convert the data to that size")
+
+
+def _is_bgr(data) -> bool:
+    from mspn.data.video import read_info
+
+    info = read_info(data) or {}
+    return str(info.get("channel_order", "")).lower() == "bgr"
+
+
+def format_table(results: dict[str, StepMetrics], lpips_status: dict) -> str:
+    """Per-step table, model vs copy-last, then the means."""
+    columns = list(_TABLE)
+    if "lpips" in results["model"].names:
+        columns.append(("lpips", "LPIPS", "{:8.4f}"))
+    steps = {name: acc.per_step() for name, acc in results.items()}
+    means = {name: acc.means() for name, acc in results.items()}
+    header = "step | " + " | ".join(f"{title} model / copy-last" for _, title, _ in columns)
+    lines = [header, "-" * len(header)]
+
+    def row(label, values):
+        cells = [f"{fmt.format(values['model'][key])} / {fmt.format(values['copy_last'][key])}"
+                 for key, _, fmt in columns]
+        return f"{label:>4} | " + " | ".join(cells)
+
+    for t in range(results["model"].horizon):
+        lines.append(row(str(t + 1), {n: {k: v[t] for k, v in s.items()} for n, s in steps.items()}))
+    lines.append(row("mean", means))
+    clipped = "clipped to [0, 1]" if results["model"].clip else "not clipped (as the reference)"
+    lines.append(f"{results['model'].clips} clips; predictions {clipped}")
+    if lpips_status["status"] != "ok":
+        lines.append(f"LPIPS {lpips_status['status']}: {lpips_status['reason']}")
+    return "\n".join(lines)
+
+
+def _plot_metrics(results: dict[str, StepMetrics], path: Path, title: str) -> None:
+    import matplotlib
+    matplotlib.use("Agg")  # no display: files only
+    import matplotlib.pyplot as plt
+
+    names = results["model"].names
+    steps = {name: acc.per_step() for name, acc in results.items()}
+    x = np.arange(1, results["model"].horizon + 1)
+    fig, axes = plt.subplots(1, len(names), figsize=(3.2 * len(names), 3.0), squeeze=False)
+    for ax, metric in zip(axes[0], names):
+        for name, style in (("model", "o-"), ("copy_last", "s--")):
+            ax.plot(x, steps[name][metric], style, label=name.replace("_", "-"), markersize=3)
+        ax.set_title(metric)
+        ax.set_xlabel("predicted step")
+        ax.grid(alpha=0.3)
+    axes[0][0].legend()
+    fig.suptitle(title)
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100)
+    plt.close(fig)
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(buffer.getvalue())
+
+
+def _to_rgb(frames: np.ndarray, scale: int) -> np.ndarray:
+    """(T, C, H, W) floats -> (T, H*scale, W*scale, 3) uint8; predictions clipped for display only."""
+    x = np.clip(frames, 0.0, 1.0)
+    if x.shape[1] == 1:
+        x = np.repeat(x, 3, axis=1)
+    x = (x.transpose(0, 2, 3, 1) * 255 + 0.5).astype(np.uint8)
+    return x.repeat(scale, axis=1).repeat(scale, axis=2)
+
+
+def _scale_for(frame_side: int) -> int:
+    return max(1, 64 // frame_side)  # small frames are enlarged (nearest) to be visible
+
+
+def _write_strip(shown, path: Path) -> None:
+    """Per clip two rows: context then ground truth; blank under the context then prediction."""
+    from PIL import Image
+
+    past, future, _ = shown[0]
+    scale = _scale_for(min(past.shape[-2:]))
+    h, w = past.shape[-2] * scale, past.shape[-1] * scale
+    gap = 2
+    columns = len(past) + len(future)
+    canvas = np.full((len(shown) * (2 * h + gap) + (len(shown) - 1) * 3 * gap,
+                      columns * (w + gap) - gap, 3), 255, np.uint8)
+    for i, (past, future, prediction) in enumerate(shown):
+        top = i * (2 * h + 4 * gap)
+        rows = [np.concatenate([_to_rgb(past, scale), _to_rgb(future, scale)]),
+                _to_rgb(prediction, scale)]
+        for r, frames in enumerate(rows):
+            offset = 0 if r == 0 else len(past)
+            for j, frame in enumerate(frames):
+                x = (offset + j) * (w + gap)
+                y = top + r * (h + gap)
+                canvas[y:y + h, x:x + w] = frame
+    buffer = io.BytesIO()
+    Image.fromarray(canvas).save(buffer, format="PNG")
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(buffer.getvalue())
+
+
+def _write_gif(shown, path: Path) -> None:
+    """Ground truth | prediction per clip, over context + horizon steps. A bar over each panel is
+    green while the model sees real frames and red while it predicts."""
+    from PIL import Image
+
+    past, future, _ = shown[0]
+    scale = _scale_for(min(past.shape[-2:]))
+    h, w = past.shape[-2] * scale, past.shape[-1] * scale
+    bar, gap = 3, 2
+    frames = []
+    for t in range(len(past) + len(future)):
+        predicting = t >= len(past)
+        canvas = np.full((len(shown) * (h + bar + gap) - gap, 2 * w + 3 * gap, 3), 255, np.uint8)
+        for i, (past_i, future_i, prediction_i) in enumerate(shown):
+            truth = np.concatenate([past_i, future_i])[t:t + 1]
+            guess = prediction_i[t - len(past_i):t - len(past_i) + 1] if predicting else truth
+            y = i * (h + bar + gap)
+            canvas[y:y + bar] = (200, 40, 40) if predicting else (40, 160, 40)
+            canvas[y + bar:y + bar + h, :w] = _to_rgb(truth, scale)[0]
+            canvas[y + bar:y + bar + h, w + 3 * gap:] = _to_rgb(guess, scale)[0]
+        frames.append(Image.fromarray(canvas))
+    buffer = io.BytesIO()
+    frames[0].save(buffer, format="GIF", save_all=True, append_images=frames[1:], duration=250,
+                   loop=0)
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(buffer.getvalue())

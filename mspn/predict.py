@@ -1,0 +1,85 @@
+"""Predict future frames of videos stored in a .npy file with a PyTorch checkpoint.
+
+Input: (B, T, C, H, W) uint8 (0..255) or float32 in [0, 1]; output: (B, horizon, C, H, W) float32,
+not clamped (the model's raw level-0 predictions, as the metrics see them).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from mspn.errors import MSPNError
+from mspn.fileio import atomic_path
+
+BATCH = 8  # clips per forward pass: bounds memory for files holding many clips
+
+
+def load_frames(path) -> np.ndarray:
+    """Read and check an input file; returns (B, T, C, H, W) float32 in [0, 1]."""
+    path = Path(path)
+    if not path.is_file():
+        raise MSPNError(f"input not found: {path}")
+    try:
+        array = np.load(path, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise MSPNError(f"{path}: not a readable .npy array: {reason[:200]}") from None
+    if not isinstance(array, np.ndarray):  # an .npz archive
+        raise MSPNError(f"{path}: expected one .npy array (B, T, C, H, W), got an archive")
+    if array.ndim != 5:
+        raise MSPNError(f"{path}: expected a 5-D array (B, T, C, H, W), got shape {array.shape}")
+    if min(array.shape) < 1:
+        raise MSPNError(f"{path}: empty array, shape {array.shape} (B, T, C, H, W)")
+    if array.dtype == np.uint8:
+        return array.astype(np.float32) / 255.0
+    if array.dtype != np.float32:
+        raise MSPNError(f"{path}: dtype {array.dtype} not supported: use uint8 (0..255) or "
+                        f"float32 in [0, 1]")
+    if not np.isfinite(array).all():
+        raise MSPNError(f"{path}: holds {int(np.count_nonzero(~np.isfinite(array)))} NaN or "
+                        f"infinite value(s)")
+    low, high = float(array.min()), float(array.max())
+    if low < 0.0 or high > 1.0:
+        raise MSPNError(f"{path}: float32 frames must lie in [0, 1], found values in "
+                        f"[{low:.4g}, {high:.4g}] (uint8 input is scaled by 1/255 itself)")
+    return array
+
+
+def predict_file(ckpt, input, horizon: int, out, quiet: bool = False) -> np.ndarray:
+    """Roll a checkpoint forward: ``input`` (B, T, C, H, W) -> ``out`` (B, horizon, C, H, W) float32.
+
+    The whole input sequence is the context. Channels and frame size must match the checkpoint;
+    the output file is written atomically. Returns the predictions.
+    """
+    import torch
+    from tqdm import tqdm
+
+    from mspn.checkpoint import load_checkpoint
+
+    if ckpt is None:
+        raise MSPNError("--ckpt is required: the checkpoint to predict with")
+    if horizon is None or horizon < 1:
+        raise MSPNError(f"--horizon must be >= 1, got {horizon}")
+    checkpoint = load_checkpoint(ckpt)
+    frames = load_frames(input)
+    channels = checkpoint.config.model.frame_channels
+    if frames.shape[2] != channels:
+        raise MSPNError(f"{input}: frames have {frames.shape[2]} channel(s) but checkpoint "
+                        f"{checkpoint.config.name} predicts {channels} (layout B, T, C, H, W)")
+    if tuple(frames.shape[3:]) != tuple(checkpoint.frame_size):
+        h, w = checkpoint.frame_size
+        raise MSPNError(f"{input}: frames are {frames.shape[3]}x{frames.shape[4]} (HxW) but the "
+                        f"checkpoint was trained on {h}x{w}")
+    model = checkpoint.build_model()
+    parts = []
+    with torch.no_grad():
+        for start in tqdm(range(0, len(frames), BATCH), desc="predict", unit="batch",
+                          disable=quiet or len(frames) <= BATCH):
+            context = torch.from_numpy(frames[start:start + BATCH])
+            parts.append(model.rollout(context, horizon).numpy().astype(np.float32))
+    predictions = np.concatenate(parts)
+    with atomic_path(out) as tmp:
+        with open(tmp, "wb") as handle:  # a file object, so np.save does not append ".npy"
+            np.save(handle, predictions, allow_pickle=False)
+    return predictions

@@ -1,0 +1,182 @@
+"""The runner contract every backend implements, input validation, and the backend factory.
+
+A runner wraps one graph (rollout or step) of a model folder on one backend:
+``activate()`` loads it, ``input_metadata()`` describes its inputs, ``infer({name: array})``
+returns ``{name: array}``, ``deactivate()`` frees it, ``last_latency`` is the last infer's wall
+time in seconds. Inputs are validated once here, in ``infer``, so backends only run graphs.
+
+Streaming goes through ``new_state`` / ``step``: the recurrent state is an opaque handle owned by
+the runner, so GPU backends keep it on the device between steps; the default keeps numpy arrays.
+"""
+from __future__ import annotations
+
+import importlib
+import threading
+import time
+from abc import ABC, abstractmethod
+from typing import Any, Callable
+
+import numpy as np
+
+from mspn.errors import MSPNError
+from runtime.manifest import GraphSpec, Manifest, TensorSpec  # noqa: F401  (re-exported)
+
+_DTYPES = {"float32": np.float32, "float16": np.float16, "int64": np.int64, "int32": np.int32}
+
+
+class Runner(ABC):
+    """One graph on one backend. Thread-safe ``infer`` unless a subclass says otherwise."""
+
+    backend = "base"
+
+    def __init__(self, manifest: Manifest, graph: GraphSpec):
+        self.manifest = manifest
+        self.graph = graph
+        self.is_active = False
+        self._local = threading.local()  # last_latency per thread: threads share one runner
+
+    # --- contract ------------------------------------------------------------------------------
+    def activate(self) -> "Runner":
+        if not self.is_active:
+            self._activate()
+            self.is_active = True
+        return self
+
+    def deactivate(self) -> None:
+        if self.is_active:
+            self._deactivate()
+            self.is_active = False
+
+    def input_metadata(self) -> dict[str, TensorSpec]:
+        """{name: TensorSpec} in graph order; dynamic axes are named symbols (e.g. "batch")."""
+        return {t.name: t for t in self.graph.inputs}
+
+    @property
+    def output_names(self) -> list[str]:
+        return [t.name for t in self.graph.outputs]
+
+    @property
+    def last_latency(self) -> float | None:
+        """Wall time in seconds of this thread's last ``infer`` or ``step``."""
+        return getattr(self._local, "latency", None)
+
+    def infer(self, feed: dict[str, np.ndarray], check: bool = True) -> dict[str, np.ndarray]:
+        """feed: {input name: array} -> {output name: float32 array}, after validating the feed."""
+        if not self.is_active:
+            raise MSPNError(f"{self.backend} runner for {self.graph.file} is not active; call activate() first")
+        if check:
+            self.check_feed(feed)
+        start = time.perf_counter()
+        out = self._infer(feed)
+        self._local.latency = time.perf_counter() - start
+        return out
+
+    def __enter__(self):
+        return self.activate()
+
+    def __exit__(self, *exc):
+        self.deactivate()
+
+    # --- validation (once, for every backend) ---------------------------------------------------
+    def check_feed(self, feed: dict[str, np.ndarray], names: list[str] | None = None) -> None:
+        """Names, dtypes, ranks, fixed dims, one consistent value per symbolic dim, batch range."""
+        meta = self.input_metadata()
+        names = list(meta) if names is None else names
+        missing = [n for n in names if n not in feed]
+        extra = [n for n in feed if n not in meta]
+        if missing or extra:
+            raise MSPNError(f"{self.graph.file}: inputs do not match the graph (missing: "
+                            f"{', '.join(missing) or 'none'}; unexpected: {', '.join(extra) or 'none'})")
+        symbols: dict[str, int] = {}
+        for name in names:
+            spec, value = meta[name], feed[name]
+            want = _DTYPES.get(spec.dtype)
+            if not isinstance(value, np.ndarray) or (want is not None and value.dtype != want):
+                got = value.dtype if isinstance(value, np.ndarray) else type(value).__name__
+                raise MSPNError(f"{self.graph.file}: input {name} must be a {spec.dtype} array, got {got}")
+            if value.ndim != len(spec.shape):
+                raise MSPNError(f"{self.graph.file}: input {name} must have {len(spec.shape)} dims "
+                                f"{list(spec.shape)}, got shape {value.shape}")
+            for axis, (dim, size) in enumerate(zip(spec.shape, value.shape)):
+                if isinstance(dim, int) and dim >= 0:
+                    if size != dim:
+                        raise MSPNError(f"{self.graph.file}: input {name} axis {axis} must be {dim} "
+                                        f"(shape {list(spec.shape)}), got shape {value.shape}")
+                elif symbols.setdefault(str(dim), size) != size:
+                    raise MSPNError(f"{self.graph.file}: axis {dim!r} is {symbols[str(dim)]} in one input "
+                                    f"but {size} in {name}")
+        batch = symbols.get("batch")
+        m = self.manifest
+        if batch is not None and not m.batch_min <= batch <= m.batch_max:
+            raise MSPNError(f"batch {batch} is outside the model's range {m.batch_min}..{m.batch_max} "
+                            f"(manifest batch); split the input")
+
+    # --- streaming state: numpy by default, device-resident in GPU runners ------------------------
+    def new_state(self, state: dict[str, np.ndarray]) -> Any:
+        """A state handle from host arrays {state name: (B, ...) float32}."""
+        return {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in state.items()}
+
+    def step(self, handle: Any, feed: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], Any]:
+        """One step of the step graph. feed: the non-state inputs (frame, open_loop).
+
+        Returns the non-state outputs on the host ({"next_frame": (B, C, H, W)}) and the new handle.
+        """
+        out = self.infer({**feed, **handle})
+        names = self.manifest.state_names
+        return ({k: v for k, v in out.items() if not k.endswith("_out")},
+                {n: out[f"{n}_out"] for n in names})
+
+    def free_state(self, handle: Any) -> None:
+        """Release a state handle (device memory in GPU runners)."""
+
+    # --- backend hooks ----------------------------------------------------------------------------
+    @abstractmethod
+    def _activate(self) -> None: ...
+
+    @abstractmethod
+    def _infer(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]: ...
+
+    def _deactivate(self) -> None:
+        pass
+
+
+# --- factory: backend name -> builder(manifest, graph kind, variant, **options) -> Runner --------
+
+def _lazy(module: str, function: str) -> Callable[..., Runner]:
+    """A builder that imports its backend module only when used, keeping imports torch-free."""
+    def build(*args, **kwargs):
+        return getattr(importlib.import_module(module), function)(*args, **kwargs)
+    return build
+
+
+REGISTRY: dict[str, Callable[..., Runner]] = {
+    "onnxruntime": _lazy("mspn.runtime.onnxruntime_backend", "build_runner"),
+    "openvino": _lazy("mspn.runtime.openvino_backend", "build_runner"),
+    "tensorrt": _lazy("mspn.runtime.tensorrt_backend", "build_runner"),
+    # The reference backend needs torch and the model code, so it lives in mspn, not in runtime.
+    "torch": _lazy("mspn.torch_backend", "build_runner"),
+}
+
+
+def make_runner(backend: str, manifest: Manifest, kind: str, variant: str, **options) -> Runner:
+    """The runner of a graph ("rollout" | "step") of a variant on a backend, not yet activated."""
+    builder = REGISTRY.get(backend)
+    if builder is None:
+        raise MSPNError(f"unknown backend {backend!r}; choose one of {', '.join(REGISTRY)}")
+    return builder(manifest, kind, variant, **options)
+
+
+def require(module: str, extra: str, what: str):
+    """Import a backend's package or fail with the extra that installs it."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise MSPNError(f"{what} is not installed ({exc}); install it with pip install 'mspn[{extra}]'") from None
+
+
+def split_options(options: dict, known: dict, backend: str) -> dict:
+    """Refuse options a backend does not know (typos would otherwise be silently ignored)."""
+    unknown = sorted(set(options) - set(known))
+    if unknown:
+        raise MSPNError(f"unknown {backend} option(s): {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+    return {**known, **options}
