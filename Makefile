@@ -12,14 +12,16 @@ env:
 	@bash .ci/setup-env.sh
 
 test: env
-	$(PY) -m pytest -q
+	@# pytest's exit 5 (collected nothing) is a failure too.
+	@$(PY) -m pytest -q; status=$$?; \
+	if [ $$status -eq 5 ]; then echo "make test: pytest collected no tests" >&2; exit 1; fi; exit $$status
 
 demo: env
-	@set -euo pipefail; \
-	$(PY) -m mspn data synth --out $(DEMO)/data --seed 0 --force; \
-	$(PY) -m mspn train --config tiny --data $(DEMO)/data --out $(DEMO)/run --force; \
+	@set -euo pipefail; rm -rf $(DEMO); \
+	$(PY) -m mspn data synth --out $(DEMO)/data --seed 0; \
+	$(PY) -m mspn train --config tiny --data $(DEMO)/data --out $(DEMO)/run; \
 	$(PY) -m mspn eval --ckpt $(DEMO)/run/best.pt --data $(DEMO)/data --split test --report $(DEMO)/eval/report.json; \
-	$(PY) -m mspn export --ckpt $(DEMO)/run/best.pt --out $(DEMO)/model --precision fp32,fp16,int8 --calib $(DEMO)/data --data $(DEMO)/data --force; \
+	$(PY) -m mspn export --ckpt $(DEMO)/run/best.pt --out $(DEMO)/model --precision fp32,fp16,int8 --calib $(DEMO)/data --data $(DEMO)/data; \
 	$(PY) -m mspn bench --model $(DEMO)/model --ckpt $(DEMO)/run/best.pt --data $(DEMO)/data --backends torch,onnxruntime,openvino --variants fp32,fp16,int8 --runs 20 --report $(DEMO)/bench/bench.json; \
 	echo; echo "demo done: evaluation $(DEMO)/eval/ (report.json, plots, strips), model folder $(DEMO)/model/, benchmark $(DEMO)/bench/"
 
