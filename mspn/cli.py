@@ -71,9 +71,242 @@ def _add_import_reference(sub):
     p.set_defaults(handler=run)
 
 
+def _add_predict(sub):
+    p = sub.add_parser("predict", help="predict future frames: .npy clips or a video, checkpoint or model folder")
+    # --ckpt and --input are checked in the handler or library, not by argparse: --model (an
+    # exported model folder, torch-free) and --video are their alternatives.
+    p.add_argument("--ckpt", help="PyTorch checkpoint to predict with (with --model: the torch backend's weights)")
+    p.add_argument("--model", help="exported model folder, run torch-free on --backend")
+    p.add_argument("--input", help=".npy (B, T, C, H, W) uint8 or float32 in [0, 1]")
+    p.add_argument("--horizon", type=int, help="frames to predict (with --model: default the model's)")
+    p.add_argument("--out", required=True, help=".npy output (B, HORIZON, C, H, W) float32, or a "
+                   "video (.mp4/.avi) of real | predicted frames with --video")
+    runtime = p.add_argument_group("model folder (--model)")
+    runtime.add_argument("--backend", default="onnxruntime",
+                         choices=["onnxruntime", "openvino", "tensorrt", "torch"])
+    runtime.add_argument("--variant", default="fp32", choices=["fp32", "fp16", "int8"])
+    runtime.add_argument("--provider", choices=["cpu", "cuda", "tensorrt"], help="onnxruntime provider")
+    runtime.add_argument("--precision", choices=["f32", "bf16"], help="openvino inference precision")
+    runtime.add_argument("--threads", type=int, help="CPU threads (onnxruntime, openvino)")
+    runtime.add_argument("--video", help="input video; frames are resized to the model's size")
+    runtime.add_argument("--stream", action="store_true", help="video: stream frame by frame (lead 1)")
+    runtime.add_argument("--lead", type=int, default=1, help="video: predict this many frames ahead")
+    runtime.add_argument("--gif", help="video: also write this animated GIF")
+    runtime.add_argument("--max-frames", type=int, default=0, help="video: read at most this many (0: all)")
+
+    def run(args):
+        if args.model:  # torch-free path: must not import mspn.predict (torch)
+            from mspn.runtime.commands import predict_from_args
+            return predict_from_args(args)
+        if args.input is None:
+            raise MSPNError("--input is required (or --model with --video)")
+        from mspn.predict import predict_file
+        predictions = predict_file(args.ckpt, args.input, args.horizon, args.out)
+        print(f"wrote {args.out} {tuple(predictions.shape)} float32")
+    p.set_defaults(handler=run)
+
+
+def _add_build_engine(sub):
+    p = sub.add_parser("build-engine", help="build TensorRT engines into a model folder (needs a GPU)")
+    p.add_argument("model_dir", metavar="MODEL_DIR")
+    p.add_argument("--variant", default="fp32", choices=["fp32", "fp16", "int8"],
+                   help="exported graph to build from (precision comes from the graph)")
+    p.add_argument("--workspace", type=float, default=4.0, help="builder workspace in GiB")
+    p.add_argument("--timing-cache", help="timing cache file, read if present and updated")
+    p.add_argument("--min-batch", type=int, help="profile min batch (default: the manifest's)")
+    p.add_argument("--opt-batch", type=int, help="profile opt batch")
+    p.add_argument("--max-batch", type=int, help="profile max batch")
+    p.add_argument("--graph", dest="graphs", action="append", choices=["rollout", "step"],
+                   help="build only this graph (repeatable; default both)")
+
+    def run(args):
+        from mspn.runtime.tensorrt_backend import build_engine_from_args
+        build_engine_from_args(args)
+    p.set_defaults(handler=run)
+
+
+# --- datasets ----------------------------------------------------------------------------------
+
+def _add_data(sub):
+    p = sub.add_parser("data", help="make datasets: synthetic, or converted from the public files")
+    dsub = p.add_subparsers(dest="data_command", required=True)
+
+    def counts(text: str):
+        try:
+            values = [int(v) for v in text.split(",")]
+        except ValueError:
+            values = []
+        if len(values) not in (1, 3):
+            raise argparse.ArgumentTypeError(f"expected N or TRAIN,VAL,TEST counts, got {text!r}")
+        return values[0] if len(values) == 1 else tuple(values)
+
+    def ints(text: str):
+        try:
+            return [int(v) for v in text.split(",") if v.strip()]
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a comma-separated list of numbers, got {text!r}") from None
+
+    def names(text: str):
+        return [v.strip() for v in text.split(",") if v.strip()]
+
+    def common(q, size, size_help):
+        q.add_argument("--out", required=True, help="dataset folder to write (train/ val/ test/ info.json)")
+        q.add_argument("--size", type=_size, default=size, help=f"frame size HxW (default {size_help})")
+        q.add_argument("--overwrite", action="store_true", help="replace the videos already in OUT")
+
+    def done(info, out):
+        v = info["videos"]
+        print(f"wrote {v['train']} train, {v['val']} val, {v['test']} test videos of "
+              f"{info['channels']}x{info['size'][0]}x{info['size'][1]} (CxHxW) to {out}")
+
+    q = dsub.add_parser("synth", help="bouncing shapes, generated offline (the demo's data)")
+    common(q, (32, 32), "32x32")
+    q.add_argument("--channels", type=int, default=1)
+    q.add_argument("--videos", type=counts, default=(200, 40, 40),
+                   help="N (then N/5 val and test) or TRAIN,VAL,TEST (default 200,40,40)")
+    q.add_argument("--frames", type=int, default=20, help="frames per video")
+    q.add_argument("--seed", type=int, default=0)
+
+    def synth(args):
+        from mspn.data.synth import write_synthetic
+        done(write_synthetic(args.out, size=args.size, channels=args.channels, videos=args.videos,
+                             frames=args.frames, seed=args.seed, overwrite=args.overwrite), args.out)
+    q.set_defaults(handler=synth)
+
+    q = dsub.add_parser("kth", help="KTH actions .avi files (split by person)")
+    q.add_argument("--src", required=True, help="folder holding personNN_action_dN_uncomp.avi files")
+    common(q, (96, 128), "96x128")
+    q.add_argument("--gray-to-rgb", action=argparse.BooleanOptionalAction, default=True,
+                   help="keep OpenCV's 3 BGR channels (default, as the paper) or 1 gray channel")
+    q.add_argument("--train-persons", type=ints, default=list(range(1, 17)), help="default 1..16")
+    q.add_argument("--val-persons", type=ints, default=[15, 16], help="carved from train (default 15,16)")
+    q.add_argument("--test-persons", type=ints, default=list(range(17, 26)), help="default 17..25")
+
+    def kth(args):
+        from mspn.data.kth import convert_kth
+        done(convert_kth(args.src, args.out, size=args.size, gray_to_rgb=args.gray_to_rgb,
+                         train_persons=args.train_persons, val_persons=args.val_persons,
+                         test_persons=args.test_persons, overwrite=args.overwrite), args.out)
+    q.set_defaults(handler=kth)
+
+    q = dsub.add_parser("mmnist", help="the standard mnist_test_seq.npy (split by index)")
+    q.add_argument("--src", required=True, help="mnist_test_seq.npy, (20, N, 64, 64) uint8")
+    common(q, None, "as stored, 64x64")
+    q.add_argument("--test", type=int, default=2000, help="the last TEST sequences (default 2000)")
+    q.add_argument("--val", type=int, default=1000, help="the VAL sequences before them (default 1000)")
+
+    def mmnist(args):
+        from mspn.data.mmnist import convert_mmnist
+        done(convert_mmnist(args.src, args.out, test=args.test, val=args.val, size=args.size,
+                            overwrite=args.overwrite), args.out)
+    q.set_defaults(handler=mmnist)
+
+    q = dsub.add_parser("mmnist-generate", help="new Moving MNIST sequences from MNIST idx digits")
+    q.add_argument("--digits", required=True, help="train-images-idx3-ubyte (or .gz)")
+    q.add_argument("--out", required=True)
+    q.add_argument("--videos", type=counts, default=(10000, 1000, 2000),
+                   help="N (then N/10 val, N/5 test) or TRAIN,VAL,TEST (default 10000,1000,2000)")
+    q.add_argument("--frames", type=int, default=20)
+    q.add_argument("--canvas", type=int, default=64, help="square frame side (default 64)")
+    q.add_argument("--per-video", type=int, default=2, help="digits per video (default 2)")
+    q.add_argument("--seed", type=int, default=0)
+    q.add_argument("--overwrite", action="store_true")
+
+    def mmnist_generate(args):
+        from mspn.data.mmnist import generate_mmnist
+        done(generate_mmnist(args.digits, args.out, videos=args.videos, frames=args.frames,
+                             canvas=args.canvas, per_video=args.per_video, seed=args.seed,
+                             overwrite=args.overwrite), args.out)
+    q.set_defaults(handler=mmnist_generate)
+
+    q = dsub.add_parser("caltech", help="Caltech Pedestrian setNN/*.seq files (split by set)")
+    q.add_argument("--src", required=True, help="folder holding set00 ... set10")
+    common(q, (128, 160), "128x160")
+    q.add_argument("--train-sets", type=ints, default=list(range(0, 6)), help="default 0..5")
+    q.add_argument("--val-sets", type=ints, default=[5], help="carved from train (default 5)")
+    q.add_argument("--test-sets", type=ints, default=list(range(6, 11)), help="default 6..10")
+
+    def caltech(args):
+        from mspn.data.caltech import convert_caltech
+        done(convert_caltech(args.src, args.out, size=args.size, train_sets=args.train_sets,
+                             val_sets=args.val_sets, test_sets=args.test_sets, overwrite=args.overwrite), args.out)
+    q.set_defaults(handler=caltech)
+
+    q = dsub.add_parser("kitti", help="KITTI raw drives (<date>/<drive>_sync/image_02/data/*.png)")
+    q.add_argument("--src", required=True, help="folder holding the date folders")
+    common(q, (128, 256), "128x256, centre-cropped to 2:1")
+    q.add_argument("--val-drives", type=names, help="drive names, comma-separated")
+    q.add_argument("--test-drives", type=names, help="drive names (default: PredNet's split if present)")
+    q.add_argument("--camera", default="image_02")
+
+    def kitti(args):
+        from mspn.data.kitti import convert_kitti
+        done(convert_kitti(args.src, args.out, size=args.size, val_drives=args.val_drives,
+                           test_drives=args.test_drives, camera=args.camera, overwrite=args.overwrite), args.out)
+    q.set_defaults(handler=kitti)
+
+
+def _add_export(sub):
+    p = sub.add_parser("export", help="checkpoint -> verified ONNX model folder (rollout, step, variants)")
+    p.add_argument("--ckpt", required=True, help="mspn checkpoint")
+    p.add_argument("--out", required=True, help="model folder to write (must not exist unless --force)")
+    p.add_argument("--context", type=int, help="T_ctx context frames (default: the config's)")
+    p.add_argument("--horizon", type=int, help="T_pred predicted frames (default: the config's)")
+    p.add_argument("--size", type=_size, help="frame size HxW (default: the checkpoint's)")
+    p.add_argument("--precision", default="fp32", help="comma-separated: fp32,fp16,int8")
+    p.add_argument("--static-batch", type=int, metavar="N", help="fixed batch N instead of a dynamic axis")
+    p.add_argument("--max-batch", type=int, default=8, help="largest dynamic batch (TensorRT profile)")
+    p.add_argument("--data", help="dataset folder: parity also on clips of its val (or test) split")
+    p.add_argument("--calib", help="dataset folder for int8 calibration (default: synthetic clips)")
+    p.add_argument("--calib-split", default="val")
+    p.add_argument("--calib-clips", type=int, default=8)
+    p.add_argument("--verify-clips", type=int, default=4, help="real clips checked with --data")
+    p.add_argument("--tolerance", type=float, default=1e-4, help="fp32 max abs error vs PyTorch")
+    p.add_argument("--psnr-floor", type=float, default=30.0, help="dB; variants below are flagged")
+    p.add_argument("--exporter", default="auto", choices=["auto", "dynamo", "torchscript"])
+    p.add_argument("--opset", type=int, default=18)
+    p.add_argument("--channel-order", choices=["gray", "bgr", "rgb"],
+                   help="default: gray for 1 channel, bgr (the reference's) for 3")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random parity inputs")
+    p.add_argument("--force", action="store_true", help="replace an existing output folder")
+
+    def run(args):
+        from mspn.export.pipeline import export_from_args
+        return export_from_args(args)
+    p.set_defaults(handler=run)
+
+
+def _add_bench(sub):
+    p = sub.add_parser("bench", help="parity and latency of every backend x variant of a model folder")
+    p.add_argument("--model", required=True, help="model folder written by `mspn export`")
+    p.add_argument("--backends", default="torch,onnxruntime,openvino",
+                   help="comma list of torch, onnxruntime, openvino, tensorrt")
+    p.add_argument("--variants", help="comma list of fp32, fp16, int8, bf16 (OpenVINO); "
+                                      "default: the folder's variants and bf16")
+    p.add_argument("--batch", type=int, default=1)
+    p.add_argument("--threads", type=int, help="threads for every backend (default: usable CPUs)")
+    p.add_argument("--runs", type=int, default=20, help="timed runs per measurement (at most)")
+    p.add_argument("--warmup", type=int, default=3)
+    p.add_argument("--max-seconds", type=float, default=60.0,
+                   help="stop a measurement's runs after this long (at least 3 runs are taken)")
+    p.add_argument("--stream-runs", type=int, default=5, help="streaming sessions per backend")
+    p.add_argument("--ab-runs", type=int, help="alternating A/B pairs against PyTorch (default: --runs)")
+    p.add_argument("--report", default="bench.json", help="JSON report; PNG charts go beside it")
+    p.add_argument("--ckpt", help="checkpoint of the PyTorch reference, if the folder carries none")
+    p.add_argument("--data", help="dataset folder: parity and accuracy on its test clips")
+    p.add_argument("--clips", type=int, default=4, help="clips for parity and accuracy")
+    p.add_argument("--profile", action="store_true", help="op-type time breakdown (ORT / OpenVINO)")
+    p.add_argument("--no-charts", action="store_true")
+
+    def run(args):
+        from mspn.bench.run import bench_from_args
+        return bench_from_args(args)
+    p.set_defaults(handler=run)
+
+
 # -----------------------------------------------------------------------------------------------
 
-COMMANDS = [_add_train, _add_eval, _add_import_reference]
+COMMANDS = [_add_train, _add_eval, _add_import_reference, _add_predict, _add_build_engine, _add_data, _add_export, _add_bench]
 
 
 def build_parser() -> argparse.ArgumentParser:

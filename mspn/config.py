@@ -89,8 +89,11 @@ class TrainConfig:
     num_workers: int = 0
     seed: int = 0
     device: str = "auto"
+    selection: str = "paper"      # best.pt score on val: "paper" (SSIM + PSNR/100 - LPIPS), "psnr", "ssim"
 
     def validate(self) -> None:
+        if self.selection not in ("paper", "psnr", "ssim"):
+            raise ConfigError(f"train.selection must be 'paper', 'psnr' or 'ssim', got {self.selection!r}")
         if self.nan_policy not in ("stop", "skip"):
             raise ConfigError(f"train.nan_policy must be 'stop' or 'skip', got {self.nan_policy!r}")
         if self.amp not in ("off", "bf16", "fp16"):

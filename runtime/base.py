@@ -19,7 +19,7 @@ from typing import Any, Callable
 import numpy as np
 
 from mspn.errors import MSPNError
-from runtime.manifest import GraphSpec, Manifest, TensorSpec  # noqa: F401  (re-exported)
+from .manifest import GraphSpec, Manifest, TensorSpec  # noqa: F401  (re-exported)
 
 _DTYPES = {"float32": np.float32, "float16": np.float16, "int64": np.int64, "int32": np.int32}
 
@@ -112,9 +112,13 @@ class Runner(ABC):
                             f"(manifest batch); split the input")
 
     # --- streaming state: numpy by default, device-resident in GPU runners ------------------------
+    def dtype_of(self, name: str):
+        """The numpy dtype the graph declares for an input (float16 in some fp16 exports)."""
+        return _DTYPES.get(self.input_metadata()[name].dtype, np.float32)
+
     def new_state(self, state: dict[str, np.ndarray]) -> Any:
         """A state handle from host arrays {state name: (B, ...) float32}."""
-        return {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in state.items()}
+        return {k: np.ascontiguousarray(v, dtype=self.dtype_of(k)) for k, v in state.items()}
 
     def step(self, handle: Any, feed: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], Any]:
         """One step of the step graph. feed: the non-state inputs (frame, open_loop).

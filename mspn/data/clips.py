@@ -63,7 +63,7 @@ class ClipDataset(Dataset):
             (v, start) for v, length in enumerate(self.lengths)
             for start in range(0, length - self.needed + 1, span)]
         if not self.index:
-            every = (f" (every {frame_interval}-th frame: {self.needed} raw frames)"
+            every = (f" (1 frame in {frame_interval}: {self.needed} raw frames)"
                      if frame_interval > 1 else "")
             raise MSPNError(f"clips of {clip_length} frames{every} are longer than every video in "
                             f"{self.folder}: the longest has {max(self.lengths)} frames")

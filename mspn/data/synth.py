@@ -123,7 +123,8 @@ def write_synthetic(out: str | Path, size: tuple[int, int] = (32, 32), channels:
         for split_id, (split, count) in enumerate(zip(SPLITS, counts)):
             for i in range(count):
                 rng = np.random.default_rng([seed, split_id, i])
-                writer.write(split, f"{i:06d}", bouncing_video(rng, (height, width), channels, frames, objects))
+                video = bouncing_video(rng, (height, width), channels, frames, objects)
+                writer.write(split, f"{i:06d}", video)
                 bar.update()
     return writer.finish(
         dataset="synthetic", source="mspn.data.synth (bouncing shapes)",

@@ -1,0 +1,445 @@
+"""`mspn export`: checkpoint -> verified model folder (docs/model-folder.md).
+
+Everything is written into a temporary folder next to the target and renamed onto it only after
+every check passed, so a failure leaves no half-written model folder.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from mspn.errors import MSPNError
+from mspn.export.spec import PRECISIONS, ExportSpec
+
+GRAPHS = ("rollout", "step")
+
+
+@dataclass
+class ExportOptions:
+    """What the user chose; everything about graphs themselves goes into ExportSpec."""
+
+    ckpt: str
+    out: str
+    context: int | None = None
+    horizon: int | None = None
+    size: tuple[int, int] | None = None
+    precisions: tuple[str, ...] = ("fp32",)
+    static_batch: int | None = None
+    max_batch: int = 8
+    data: str | None = None
+    calib: str | None = None
+    calib_split: str = "val"
+    calib_clips: int = 8
+    verify_clips: int = 4
+    tolerance: float = 1e-4
+    psnr_floor: float = 30.0
+    exporter: str = "auto"          # "auto" (dynamo, then TorchScript), "dynamo", "torchscript"
+    opset: int = 18
+    channel_order: str | None = None
+    force: bool = False
+    seed: int = 0
+    progress: bool = True
+
+
+def parse_precisions(text: str) -> tuple[str, ...]:
+    items = tuple(dict.fromkeys(p.strip().lower() for p in text.split(",") if p.strip()))
+    unknown = [p for p in items if p not in PRECISIONS]
+    if unknown or not items:
+        raise MSPNError(f"unknown precision {', '.join(map(repr, unknown)) or repr(text)}; "
+                        f"choose from {', '.join(PRECISIONS)} (comma-separated)")
+    return items if "fp32" in items else ("fp32",) + items
+
+
+def export_from_args(args) -> int:
+    """The CLI handler's one call: argparse namespace -> export_model."""
+    options = ExportOptions(
+        ckpt=args.ckpt, out=args.out, context=args.context, horizon=args.horizon, size=args.size,
+        precisions=parse_precisions(args.precision), static_batch=args.static_batch,
+        max_batch=args.max_batch, data=args.data, calib=args.calib, calib_split=args.calib_split,
+        calib_clips=args.calib_clips, verify_clips=args.verify_clips, tolerance=args.tolerance,
+        psnr_floor=args.psnr_floor, exporter=args.exporter, opset=args.opset,
+        channel_order=args.channel_order, force=args.force, seed=args.seed)
+    manifest = export_model(options)
+    fp32 = manifest["verification"]["fp32"]
+    print(f"wrote {options.out} ({manifest['exporter']} exporter; fp32 worst max abs "
+          f"{fp32['worst_max_abs']:.2e}, step loop {fp32['step_loop_worst_max_abs']:.2e})")
+    return 0
+
+
+# --- inputs ---------------------------------------------------------------------------------------
+
+def _check_out(out: Path, force: bool) -> None:
+    if out.exists() and not force:
+        raise MSPNError(f"output folder {out} already exists (use --force to replace it)")
+    if out.exists() and not out.is_dir():
+        raise MSPNError(f"output path {out} exists and is not a folder")
+
+
+def make_spec(options: ExportOptions, checkpoint) -> ExportSpec:
+    """The ExportSpec from the checkpoint's config and the user's options (validated)."""
+    config = checkpoint.config
+    model = config.model
+    height, width = options.size or tuple(checkpoint.frame_size)
+    order = options.channel_order or ("gray" if model.frame_channels == 1 else "bgr")
+    return ExportSpec(
+        name=config.name,
+        context=config.data.context if options.context is None else options.context,
+        horizon=config.data.pred_steps if options.horizon is None else options.horizon,
+        height=int(height), width=int(width), channels=model.frame_channels, levels=model.levels,
+        hidden=model.hidden, size_multiple=model.size_multiple, channel_order=order,
+        opset=options.opset, static_batch=options.static_batch,
+        batch_max=max(1, options.max_batch), batch_opt=1,
+        precisions=tuple(options.precisions), fp32_max_abs=options.tolerance,
+        psnr_floor=options.psnr_floor, verify_seed=options.seed, config=config.to_dict(),
+    ).validate()
+
+
+def load_clips(root: str, splits: tuple[str, ...], spec: ExportSpec, count: int, what: str) -> tuple[np.ndarray, str]:
+    """Up to ``count`` clips of T_ctx + T_pred frames, evenly spread over the first split found.
+
+    Returns ((N, T_ctx, C, H, W) float32 context frames, split name). Refuses clips of another
+    channel count or frame size than the spec's.
+    """
+    if not Path(root).is_dir():
+        raise MSPNError(f"{what} folder not found: {root}")
+    try:
+        from mspn.data.clips import ClipDataset
+    except ImportError as exc:
+        raise MSPNError(f"{what}: mspn.data.clips is not available ({exc})") from None
+    dataset, used, reasons = None, None, []
+    for split in splits:
+        try:
+            dataset, used = ClipDataset(root, split, spec.context + spec.horizon), split
+            if len(dataset):
+                break
+            reasons.append(f"{split}: no clips")
+            dataset = None
+        except (MSPNError, FileNotFoundError, OSError, ValueError) as exc:
+            reasons.append(f"{split}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}")
+    if dataset is None:
+        raise MSPNError(f"{what} {root}: no usable split ({'; '.join(reasons)})")
+    index = np.unique(np.linspace(0, len(dataset) - 1, num=min(count, len(dataset))).round().astype(int))
+    clips = np.stack([np.asarray(dataset[int(i)], dtype=np.float32) for i in index])
+    return check_clips(clips, spec, f"{what} {root} ({used})"), used
+
+
+def check_clips(clips: np.ndarray, spec: ExportSpec, what: str) -> np.ndarray:
+    """(N, T, C, H, W) with T >= T_ctx, matching channels and size -> (N, T_ctx, C, H, W) float32."""
+    if clips.ndim != 5:
+        raise MSPNError(f"{what}: clips must be (N, T, C, H, W), got shape {clips.shape}")
+    _, t, c, h, w = clips.shape
+    if c != spec.channels or (h, w) != (spec.height, spec.width):
+        raise MSPNError(f"{what}: clips have {c} channel(s) at {h}x{w}; the model takes "
+                        f"{spec.channels} channel(s) at {spec.height}x{spec.width}")
+    if t < spec.context:
+        raise MSPNError(f"{what}: clips have {t} frames, fewer than the context {spec.context}")
+    return np.ascontiguousarray(clips[:, :spec.context], dtype=np.float32)
+
+
+def _chunks(frames: np.ndarray, spec: ExportSpec):
+    """Split a clip batch into batches the graphs accept (a static batch is padded by repetition)."""
+    size = spec.static_batch or spec.batch_max
+    for start in range(0, len(frames), size):
+        chunk = frames[start:start + size]
+        valid = len(chunk)
+        if spec.static_batch and valid < size:
+            chunk = np.concatenate([chunk, np.repeat(chunk[-1:], size - valid, axis=0)])
+        yield chunk, valid
+
+
+def _batched(fn, frames: np.ndarray, spec: ExportSpec) -> np.ndarray:
+    return np.concatenate([fn(chunk)[:valid] for chunk, valid in _chunks(frames, spec)])
+
+
+# --- checks ---------------------------------------------------------------------------------------
+
+def _graph_parity(path: Path, graph: str, spec: ExportSpec, initial: dict, inputs: dict,
+                  reference: dict) -> dict:
+    """{set name: compare()} for one graph file against the PyTorch rollout."""
+    from mspn.export import verify
+    session = verify.ort_session(path)
+    if graph == "rollout":
+        run = lambda x: verify.rollout_outputs(session, x)  # noqa: E731
+    else:
+        step = verify.session_step(session)
+        run = lambda x: verify.run_step_loop(step, initial, x, spec.horizon, spec.state_names())  # noqa: E731
+    return {name: verify.compare(_batched(run, frames, spec), reference[name])
+            for name, frames in inputs.items()}
+
+
+def _summary(results: dict) -> tuple[float, float]:
+    """(worst max abs, smallest PSNR) over input sets."""
+    return (max(r["worst_max_abs"] for r in results.values()),
+            min(r["min_psnr"] for r in results.values()))
+
+
+def _export_verified(module, example, path: Path, graph: str, spec: ExportSpec, exporter: str,
+                     initial: dict, inputs: dict, reference: dict) -> tuple[dict, dict]:
+    """Export one graph, dynamo first; fall back to TorchScript when it fails or misses parity.
+
+    Returns (export record, fp32 parity results). Raises MSPNError when no exporter passes.
+    """
+    from mspn.export import verify
+    from mspn.export.onnx_export import export_graph
+    order = ["dynamo", "torchscript"] if exporter == "auto" else [exporter]
+    failures = []
+    for name in order:
+        try:
+            done = export_graph(module, example, path, spec, graph, name)
+            verify.check_model(path)
+            results = _graph_parity(path, graph, spec, initial, inputs, reference)
+        except MSPNError as exc:
+            failures.append(f"{name}: {exc}")
+            continue
+        except Exception as exc:  # noqa: BLE001 - any exporter crash means: try the next one
+            failures.append(f"{name}: {type(exc).__name__}: {str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ''}")
+            continue
+        worst, _ = _summary(results)
+        if worst > spec.fp32_max_abs:
+            failures.append(f"{name}: max abs error vs PyTorch {worst:.3g} > tolerance {spec.fp32_max_abs:g}")
+            continue
+        record = {"exporter": name, "seconds": round(done.seconds, 2),
+                  "fallback_reason": "; ".join(failures) or None}
+        return record, results
+    if path.exists():
+        path.unlink()
+    label = "step-loop" if graph == "step" else "rollout"
+    raise MSPNError(f"fp32 {path.name} failed its {label} check against PyTorch: {' | '.join(failures)}")
+
+
+# --- orchestration --------------------------------------------------------------------------------
+
+def export_model(options: ExportOptions) -> dict:
+    """Write and verify a model folder; returns the manifest. See docs/model-folder.md."""
+    out = Path(options.out)
+    _check_out(out, options.force)
+    for label, value in (("context", options.context), ("horizon", options.horizon)):
+        if value is not None and value < 1:
+            raise MSPNError(f"{label} must be >= 1 frame, got {value}")
+    parse_precisions(",".join(options.precisions))
+    if options.exporter not in ("auto", "dynamo", "torchscript"):
+        raise MSPNError(f"unknown exporter {options.exporter!r}; choose auto, dynamo or torchscript")
+    for label, folder in (("--data", options.data), ("--calib", options.calib)):
+        if folder is not None and not Path(folder).is_dir():
+            raise MSPNError(f"{label} folder not found: {folder}")
+
+    from mspn.checkpoint import load_checkpoint
+    checkpoint = load_checkpoint(options.ckpt)
+    spec = make_spec(options, checkpoint)
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    try:
+        manifest = _export_into(work, spec, options, checkpoint)
+        _replace(work, out)
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+    return manifest
+
+
+def _replace(work: Path, out: Path) -> None:
+    """Rename the finished folder onto the target (a --force replacement moves the old one aside first)."""
+    old = None
+    if out.exists():
+        old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
+        os.rmdir(old)
+        os.replace(out, old)
+    os.replace(work, out)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _export_into(work: Path, spec: ExportSpec, options: ExportOptions, checkpoint) -> dict:
+    import torch
+    from tqdm import tqdm
+
+    from mspn.export import manifest as manifest_io
+    from mspn.export import precision as prec
+    from mspn.export import verify
+    from mspn.export.preflight import preflight
+    from mspn.export.wrappers import RolloutGraph, StepGraph, initial_state
+
+    stages = 5 + 2 * (len(spec.precisions) - 1)
+    bar = tqdm(total=stages, desc=f"export {spec.name}", unit="stage", disable=not options.progress,
+               file=sys.stderr)
+    started = time.perf_counter()
+
+    def stage(text):
+        bar.set_postfix_str(text)
+
+    model = checkpoint.build_model().float()
+    names = spec.state_names()
+
+    stage("initial state")
+    init = {k: v.numpy().astype(np.float32) for k, v in initial_state(model, spec.height, spec.width).items()}
+    np.savez(work / "initial_state.npz", **init)
+
+    # Parity inputs: seeded random clips, plus real clips with --data.
+    rng = np.random.default_rng(spec.verify_seed)
+    inputs = {"random": rng.random((spec.check_batch(), spec.context, spec.channels, spec.height,
+                                    spec.width), dtype=np.float32)}
+    data_info = None
+    if options.data:
+        inputs["data"], split = load_clips(options.data, ("val", "test"), spec, options.verify_clips, "--data")
+        data_info = {"root": str(options.data), "split": split, "clips": len(inputs["data"])}
+    calib = None
+    if "int8" in spec.precisions and options.calib:
+        calib, calib_split = load_clips(options.calib, (options.calib_split,), spec, options.calib_clips, "--calib")
+    reference = {k: _batched(lambda x: verify.torch_rollout(model, x, spec.horizon), v, spec)
+                 for k, v in inputs.items()}
+    bar.update()
+
+    # fp32 graphs, each verified the moment it is written.
+    example_b = spec.example_batch()
+    modules = {
+        "rollout": (RolloutGraph(model, spec.horizon, spec.height, spec.width).eval(),
+                    (torch.rand(example_b, spec.context, spec.channels, spec.height, spec.width),)),
+        "step": (StepGraph(model).eval(),
+                 (torch.rand(example_b, spec.channels, spec.height, spec.width), torch.ones(example_b))
+                 + tuple(torch.from_numpy(init[n]).expand(example_b, -1, -1, -1).contiguous() for n in names)),
+    }
+    export_records, fp32 = {}, {}
+    for graph in GRAPHS:
+        stage(f"fp32 {graph}")
+        module, example = modules[graph]
+        export_records[graph], fp32[graph] = _export_verified(
+            module, example, work / spec.graph_file(graph, "fp32"), graph, spec, options.exporter,
+            init, inputs, reference)
+        bar.update()
+
+    verification = {
+        "reference": "PyTorch MSPN.rollout, float32",
+        "inputs": {"random": {"clips": spec.check_batch(), "seed": spec.verify_seed}, "data": data_info},
+        "fp32": {"tolerance_max_abs": spec.fp32_max_abs, "passed": True,
+                 "rollout": fp32["rollout"], "step_loop": fp32["step"],
+                 "worst_max_abs": _summary(fp32["rollout"])[0],
+                 "step_loop_worst_max_abs": _summary(fp32["step"])[0]},
+        "variants": {},
+        "psnr_floor": spec.psnr_floor,
+    }
+    graphs = {g: {"fp32": spec.graph_entry(g, "fp32")} for g in GRAPHS}
+    warnings_out = []
+
+    for variant in spec.precisions:
+        if variant == "fp32":
+            continue
+        record = {}
+        if variant == "int8":
+            record["calibration"] = _int8_calibration(calib, options, spec, init, rng, work)
+            if record["calibration"]["synthetic"]:
+                warnings_out.append("int8 calibrated on synthetic random clips (no --calib): "
+                                    "its accuracy on real video is unknown")
+        for graph in GRAPHS:
+            stage(f"{variant} {graph}")
+            src, dst = work / spec.graph_file(graph, "fp32"), work / spec.graph_file(graph, variant)
+            if variant == "fp16":
+                record[graph] = _fp16_graph(src, dst, graph, spec, init, inputs, reference)
+            else:
+                settings = prec.to_int8(src, dst, record["calibration"]["feeds"][graph])
+                verify.check_model(dst)
+                results = _graph_parity(dst, graph, spec, init, inputs, reference)
+                record[graph] = {"settings": settings, "parity": results, "min_psnr": _summary(results)[1]}
+            graphs[graph][variant] = spec.graph_entry(graph, variant)
+            bar.update()
+        record.get("calibration", {}).pop("feeds", None)
+        record["min_psnr"] = min(record[g]["min_psnr"] for g in GRAPHS)
+        record["below_floor"] = record["min_psnr"] < spec.psnr_floor
+        if record["below_floor"]:
+            warnings_out.append(f"{variant} variant PSNR {record['min_psnr']:.1f} dB against fp32 PyTorch "
+                                f"is below the floor {spec.psnr_floor:g} dB")
+        verification["variants"][variant] = record
+
+    stage("tensorrt pre-flight")
+    trt = {}
+    for graph in GRAPHS:
+        for variant in spec.precisions:
+            trt[spec.graph_file(graph, variant)] = preflight(work / spec.graph_file(graph, variant),
+                                                             spec.dynamic_batch)
+    bar.update()
+
+    stage("manifest")
+    exporters = {r["exporter"] for r in export_records.values()}
+    manifest = {
+        "format": manifest_io.FORMAT, "format_version": manifest_io.FORMAT_VERSION,
+        "name": spec.name, "config": spec.config,
+        "context": spec.context, "horizon": spec.horizon, "frame_size": [spec.height, spec.width],
+        "channels": spec.channels, "channel_order": spec.channel_order,
+        "value_range": list(spec.value_range), "batch": spec.batch_profile(),
+        "opset": spec.opset, "exporter": exporters.pop() if len(exporters) == 1 else "mixed",
+        "export": {**export_records, "total_seconds": round(time.perf_counter() - started, 2)},
+        "graphs": graphs,
+        "state": {"file": "initial_state.npz", "names": names},
+        "spec": spec.to_dict(),
+        "versions": manifest_io.package_versions(),
+        "verification": verification,
+        "tensorrt_preflight": trt,
+        "warnings": warnings_out,
+        "engines": {},
+    }
+    manifest = manifest_io.write_manifest(work, manifest)
+    bar.update()
+    bar.close()
+    for text in warnings_out:
+        print(f"WARNING: {text}", file=sys.stderr)
+    for name, result in trt.items():
+        if not result["ok"]:
+            print(f"WARNING: TensorRT pre-flight of {name}: unsupported ops {result['unsupported_ops']}, "
+                  f"dynamic dims {result['dynamic_dims']}, Q/DQ issues {result['qdq_issues']['count']}",
+                  file=sys.stderr)
+    return manifest
+
+
+def _fp16_graph(src: Path, dst: Path, graph: str, spec: ExportSpec, init, inputs, reference) -> dict:
+    """Plain conversion first; precision-sensitive ops kept in fp32 only if the floor requires it."""
+    from mspn.export import precision as prec
+    from mspn.export import verify
+    best = None
+    for blocked in ((), prec.FP16_SENSITIVE_OPS):
+        prec.to_fp16(src, dst, blocked)
+        verify.check_model(dst)
+        results = _graph_parity(dst, graph, spec, init, inputs, reference)
+        record = {"blocked_ops": list(blocked), "parity": results, "min_psnr": _summary(results)[1]}
+        if best is None or record["min_psnr"] > best["min_psnr"]:
+            best = record
+        if record["min_psnr"] >= spec.psnr_floor:
+            break
+    if best["blocked_ops"] != record["blocked_ops"]:
+        prec.to_fp16(src, dst, best["blocked_ops"])  # the better of the two tries is the one kept
+    return best
+
+
+def _int8_calibration(calib, options: ExportOptions, spec: ExportSpec, init, rng, work: Path) -> dict:
+    """Calibration feeds for both graphs.
+
+    rollout: the context frames of each clip. step: every feed of fp32 step-loop rollouts on the
+    same clips, so the recurrent state inputs are calibrated on states the model really reaches.
+    Without --calib: seeded uniform random clips (recorded as synthetic).
+    """
+    from mspn.export import verify
+    synthetic = calib is None
+    if synthetic:
+        calib = rng.random((options.calib_clips, spec.context, spec.channels, spec.height, spec.width),
+                           dtype=np.float32)
+    step = verify.session_step(verify.ort_session(work / spec.graph_file("step", "fp32")))
+    rollout_feeds, step_feeds = [], []
+    for chunk, _ in _chunks(calib, _calib_spec(spec)):
+        rollout_feeds.append({"frames": chunk})
+        step_feeds += verify.record_step_feeds(step, init, chunk, spec.horizon, spec.state_names())
+    return {"synthetic": synthetic, "source": None if synthetic else str(options.calib),
+            "split": None if synthetic else options.calib_split, "clips": int(len(calib)),
+            "rollout_samples": len(rollout_feeds), "step_samples": len(step_feeds),
+            "feeds": {"rollout": rollout_feeds, "step": step_feeds}}
+
+
+def _calib_spec(spec: ExportSpec) -> ExportSpec:
+    """Calibration runs one clip per feed (a static batch needs exactly N)."""
+    import dataclasses
+    return dataclasses.replace(spec, batch_max=1) if spec.dynamic_batch else spec

@@ -1,0 +1,93 @@
+"""TensorRT pre-flight without TensorRT: what its ONNX parser would refuse or narrow.
+
+Checks per graph: every op type is in export/data/trt_supported_ops.txt (onnx-tensorrt's support
+matrix), no dynamic dimension other than the batch on any graph input/output, int64 tensors
+(reported: values outside int32 range would be clamped where TensorRT narrows them), and Q/DQ
+nodes TensorRT rejects (zero point not 0, or not int8).
+"""
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+from mspn.export.spec import BATCH
+
+OPS_FILE = Path(__file__).parent / "data" / "trt_supported_ops.txt"
+_LISTED = 20  # names listed per finding; the count says how many there are
+
+
+@lru_cache(maxsize=None)
+def supported_ops(path: str | Path = OPS_FILE) -> tuple[str, frozenset[str]]:
+    """(tensorrt_version from the header, set of op types)."""
+    version, ops = "unknown", set()
+    for line in Path(path).read_text().splitlines():
+        line = line.strip()
+        if line.startswith("#"):
+            if line[1:].strip().startswith("tensorrt_version:"):
+                version = line.split(":", 1)[1].strip()
+            continue
+        if line:
+            ops.add(line)
+    return version, frozenset(ops)
+
+
+def preflight(path: str | Path, dynamic_batch: bool) -> dict:
+    """{ok, unsupported_ops, dynamic_dims, int64_tensors, qdq_issues, op_types, trt_version}.
+
+    ok is False when an op is unsupported, a non-batch dimension is dynamic or a Q/DQ node has a
+    form TensorRT refuses; int64 tensors alone are reported, not failed.
+    """
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load(str(path))
+    graph = model.graph
+    version, ops = supported_ops()
+    op_types = sorted({n.op_type for n in graph.node if n.domain in ("", "ai.onnx")})
+    foreign = sorted({f"{n.domain}::{n.op_type}" for n in graph.node if n.domain not in ("", "ai.onnx")})
+    unsupported = sorted(set(op_types) - ops) + foreign
+
+    dynamic = []
+    for value in list(graph.input) + list(graph.output):
+        for axis, dim in enumerate(value.type.tensor_type.shape.dim):
+            allowed = axis == 0 and dynamic_batch and dim.dim_param == BATCH
+            if dim.dim_param and not allowed or not dim.dim_param and not dim.HasField("dim_value"):
+                dynamic.append(f"{value.name}[{axis}]={dim.dim_param or '?'}")
+
+    inits = {i.name: i for i in graph.initializer}
+    int64_names = [i.name for i in graph.initializer if i.data_type == onnx.TensorProto.INT64]
+    int64_names += [n.output[0] for n in graph.node if n.op_type == "Constant"
+                    and n.attribute and n.attribute[0].t.data_type == onnx.TensorProto.INT64]
+    outside = []
+    for name in int64_names:
+        if name in inits:
+            values = numpy_helper.to_array(inits[name])
+            info = np.iinfo(np.int32)
+            if values.size and (values.max() > info.max or values.min() < info.min):
+                outside.append(name)
+    int64_io = [v.name for v in list(graph.input) + list(graph.output)
+                if v.type.tensor_type.elem_type == onnx.TensorProto.INT64]
+
+    qdq = []
+    for node in graph.node:
+        if node.op_type in ("QuantizeLinear", "DequantizeLinear") and len(node.input) > 2:
+            zp = inits.get(node.input[2])
+            if zp is None:
+                continue
+            zero = numpy_helper.to_array(zp)
+            if zero.dtype != np.int8 or np.any(zero != 0):
+                qdq.append(f"{node.name or node.output[0]}: zero point {zero.dtype} "
+                           f"{'nonzero' if np.any(zero != 0) else ''}".strip())
+
+    return {
+        "ok": not unsupported and not dynamic and not qdq and not int64_io,
+        "trt_version": version,
+        "op_types": op_types,
+        "unsupported_ops": unsupported,
+        "dynamic_dims": dynamic,
+        "int64_tensors": {"count": len(int64_names), "names": int64_names[:_LISTED],
+                          "outside_int32": outside[:_LISTED], "graph_io": int64_io},
+        "qdq_issues": {"count": len(qdq), "examples": qdq[:_LISTED]},
+    }

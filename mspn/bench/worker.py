@@ -1,0 +1,241 @@
+"""One backend x variant, measured in its own process: ``python -m mspn.bench.worker SPEC.json``.
+
+A process of its own per backend keeps the peak resident memory and the cold start of one
+backend from mixing with another's (and with torch's, which the parent process has loaded).
+For the ONNX backends nothing here imports torch.
+
+SPEC.json: {model, backend, variant, threads, runs, warmup, max_seconds, stream_runs, batch,
+ckpt, inputs (npz: "latency" (B, T_ctx, C, H, W), "parity" (N, T_ctx, C, H, W)), out (folder),
+profile (bool)}. Writes OUT/result.json and OUT/outputs.npz ("parity": (N, T_pred, C, H, W)).
+"""
+from __future__ import annotations
+
+import importlib
+import json
+import resource
+import sys
+import tempfile
+import time
+import traceback
+from pathlib import Path
+
+import numpy as np
+
+from mspn.bench.stats import summarize
+from mspn.errors import MSPNError
+
+MIN_RUNS = 3
+
+
+def _timed_runs(fn, runs: int, max_seconds: float) -> list[float]:
+    """Up to ``runs`` timings, stopping early (after MIN_RUNS) once ``max_seconds`` are spent."""
+    samples, start = [], time.perf_counter()
+    for _ in range(max(runs, 1)):
+        t = time.perf_counter()
+        fn()
+        samples.append(time.perf_counter() - t)
+        if len(samples) >= MIN_RUNS and time.perf_counter() - start > max_seconds:
+            break
+    return samples
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # kB on Linux
+
+
+def measure(spec: dict) -> tuple[dict, dict]:
+    from mspn.bench.engines import open_engine
+
+    backend, variant, threads = spec["backend"], spec["variant"], int(spec["threads"])
+    with np.load(spec["inputs"]) as data:
+        latency_input = np.ascontiguousarray(data["latency"], np.float32)
+        parity_input = np.ascontiguousarray(data["parity"], np.float32)
+    result: dict = {"backend": backend, "variant": variant, "threads": threads,
+                    "rss_before_import_mb": _peak_rss_mb()}
+
+    t = time.perf_counter()
+    importlib.import_module({"torch": "torch", "onnxruntime": "onnxruntime", "openvino": "openvino",
+                             "tensorrt": "tensorrt"}[backend])
+    result["import_s"] = time.perf_counter() - t
+
+    # Cold start: load (parse, optimise, compile) and the first prediction.
+    t = time.perf_counter()
+    engine = open_engine(spec["model"], backend, variant, threads, ckpt=spec.get("ckpt"),
+                         horizon=spec["horizon"], frame_size=spec["frame_size"])
+    result["load_s"] = time.perf_counter() - t
+    first = engine.rollout(latency_input)
+    result["cold_start_s"] = time.perf_counter() - t
+    result["first_prediction_s"] = result["cold_start_s"] - result["load_s"]
+
+    for _ in range(int(spec["warmup"])):
+        engine.rollout(latency_input)
+    samples = _timed_runs(lambda: engine.rollout(latency_input), int(spec["runs"]),
+                          float(spec["max_seconds"]))
+    result["rollout"] = summarize(samples)
+    batch, horizon = latency_input.shape[0], first.shape[1]
+    result["throughput_fps"] = batch * horizon / float(np.median(samples))
+
+    chunk = int(spec["batch"])
+    outputs = [engine.rollout(parity_input[i:i + chunk]) for i in range(0, len(parity_input), chunk)]
+    parity_out = np.concatenate(outputs).astype(np.float32)
+
+    # Streaming: push the context frames one by one, then closed-loop steps (rollout(1) each).
+    push_s, step_s, streamed = [], [], None
+    stream_start = time.perf_counter()
+    for rep in range(max(int(spec["stream_runs"]), 1)):
+        engine.reset(batch)
+        for t_ in range(latency_input.shape[1]):
+            frame = np.ascontiguousarray(latency_input[:, t_])
+            t = time.perf_counter()
+            engine.push(frame)
+            push_s.append(time.perf_counter() - t)
+        emitted = []
+        for _ in range(horizon):
+            t = time.perf_counter()
+            emitted.append(engine.closed_step())
+            step_s.append(time.perf_counter() - t)
+        if streamed is None:
+            streamed = np.stack(emitted, axis=1)
+        if rep + 1 >= 2 and time.perf_counter() - stream_start > float(spec["max_seconds"]):
+            break
+    per_step = np.asarray(push_s + step_s)
+    graph_steps = latency_input.shape[1] + horizon - 1  # steps the rollout graph runs
+    rollout_per_step = float(np.mean(samples)) / graph_steps
+    result["stream"] = {
+        "push": summarize(push_s), "closed_step": summarize(step_s), "all_steps": summarize(per_step),
+        "repetitions": rep + 1,
+        "rollout_mean_per_step_ms": rollout_per_step * 1e3,
+        # > 0: a streamed frame costs more than its share of a whole-rollout call
+        "overhead_vs_rollout": float(per_step.mean()) / rollout_per_step - 1.0,
+        "vs_rollout_max_abs": float(np.abs(streamed - first).max()),
+    }
+    engine.close()
+
+    result["ceiling"] = measure_ceiling(backend, variant, threads, float(spec["max_seconds"]) / 4)
+    if spec.get("profile"):
+        result["profile"] = profile(spec, latency_input)
+    result["peak_rss_mb"] = _peak_rss_mb()
+    return result, {"parity": parity_out}
+
+
+def measure_ceiling(backend: str, variant: str, threads: int, max_seconds: float) -> dict:
+    """GFLOP/s of one large 3x3 convolution on this backend, variant and thread count."""
+    from mspn.bench.flops import CEILING_SHAPE, ceiling_flops, ceiling_model
+
+    s = CEILING_SHAPE
+    x = np.random.default_rng(0).random((1, s["channels"], s["height"], s["width"]), np.float32)
+    if backend == "torch":
+        import torch
+        from torch.nn import functional as F
+        weight = torch.randn(s["channels"], s["channels"], s["kernel"], s["kernel"]) * 0.02
+        xt = torch.from_numpy(x)
+
+        def run():
+            with torch.inference_mode():
+                F.conv2d(xt, weight, padding=s["kernel"] // 2)
+    elif backend in ("onnxruntime", "openvino"):
+        tmp = tempfile.TemporaryDirectory()
+        path = ceiling_model(Path(tmp.name) / "ceiling.onnx", variant)
+        if backend == "onnxruntime":
+            import onnxruntime as ort
+            so = ort.SessionOptions()
+            so.intra_op_num_threads = threads
+            so.log_severity_level = 3
+            session = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+            run = lambda: session.run(None, {"x": x})  # noqa: E731
+        else:
+            import openvino as ov
+            compiled = ov.Core().compile_model(str(path), "CPU", {
+                "INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "LATENCY",
+                "INFERENCE_PRECISION_HINT": "bf16" if variant == "bf16" else "f32"})
+            request = compiled.create_infer_request()
+            run = lambda: request.infer({"x": x})  # noqa: E731
+    else:
+        return {"status": "not measured", "reason": f"no ceiling kernel for {backend}"}
+    for _ in range(3):
+        run()
+    samples = _timed_runs(run, 50, max_seconds)
+    p50 = float(np.median(samples))
+    return {"status": "ok", "shape": dict(s), "flops": ceiling_flops(), "p50_ms": p50 * 1e3,
+            "gflops": ceiling_flops() / p50 / 1e9}
+
+
+def profile(spec: dict, frames: np.ndarray) -> dict:
+    """Where the time goes in one rollout: ORT's profiler or OpenVINO's per-layer counters,
+    summed per op type, plus (ORT) the op types of the optimised graph (are int8 convs fused?)."""
+    from mspn.bench.engines import graph_variant
+    from mspn.runtime.manifest import Manifest
+
+    manifest = Manifest.load(spec["model"])
+    graph = manifest.graph("rollout", graph_variant(spec["variant"]))
+    path = manifest.verified_path(graph.file)
+    backend, threads = spec["backend"], int(spec["threads"])
+    totals: dict[str, float] = {}
+    out: dict = {"graph": graph.file}
+    if backend == "onnxruntime":
+        import onnx
+        import onnxruntime as ort
+        tmp = tempfile.TemporaryDirectory()
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = threads
+        so.log_severity_level = 3
+        so.enable_profiling = True
+        so.profile_file_prefix = str(Path(tmp.name) / "ort")
+        so.optimized_model_filepath = str(Path(tmp.name) / "optimized.onnx")
+        session = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+        session.run(None, {"frames": frames})
+        trace = json.loads(Path(session.end_profiling()).read_text())
+        for event in trace:
+            if event.get("cat") == "Node" and event.get("name", "").endswith("_kernel_time"):
+                op = event.get("args", {}).get("op_name", "?")
+                totals[op] = totals.get(op, 0.0) + event.get("dur", 0) / 1e6
+        optimized = onnx.load(so.optimized_model_filepath, load_external_data=False)
+        counts: dict[str, int] = {}
+        for node in optimized.graph.node:
+            key = f"{node.domain + '.' if node.domain else ''}{node.op_type}"
+            counts[key] = counts.get(key, 0) + 1
+        out["optimized_op_counts"] = dict(sorted(counts.items(), key=lambda kv: -kv[1]))
+    elif backend == "openvino":
+        import openvino as ov
+        compiled = ov.Core().compile_model(str(path), "CPU", {
+            "INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "LATENCY", "PERF_COUNT": True,
+            "INFERENCE_PRECISION_HINT": "bf16" if spec["variant"] == "bf16" else "f32"})
+        request = compiled.create_infer_request()
+        request.infer({"frames": frames})
+        kernels: dict[str, int] = {}
+        for info in request.profiling_info:
+            seconds = info.real_time.total_seconds()
+            totals[info.node_type] = totals.get(info.node_type, 0.0) + seconds
+            if info.node_type == "Convolution":
+                kernels[info.exec_type] = kernels.get(info.exec_type, 0) + 1
+        out["convolution_kernels"] = kernels
+    else:
+        return {"status": "not available", "reason": f"no profiler hooked up for {backend}"}
+    total = sum(totals.values()) or 1.0
+    out["status"] = "ok"
+    out["total_s"] = total
+    out["by_op"] = [{"op": op, "seconds": s, "share": s / total}
+                    for op, s in sorted(totals.items(), key=lambda kv: -kv[1])[:12]]
+    return out
+
+
+def main(argv: list[str]) -> int:
+    spec = json.loads(Path(argv[0]).read_text())
+    out = Path(spec["out"])
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        result, arrays = measure(spec)
+        np.savez(out / "outputs.npz", **arrays)
+        result["status"] = "ok"
+    except MSPNError as exc:
+        result = {"status": "failed", "reason": str(exc)}
+    except Exception as exc:  # noqa: BLE001 - a backend failing must not stop the other backends
+        last = traceback.format_exc().strip().splitlines()[-1]
+        result = {"status": "failed", "reason": f"{type(exc).__name__}: {str(exc)[:300] or last}"}
+        (out / "traceback.txt").write_text(traceback.format_exc())
+    (out / "result.json").write_text(json.dumps(result, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

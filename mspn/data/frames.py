@@ -1,0 +1,80 @@
+"""Helpers shared by the dataset converters: frame resizing and cropping, split assignment."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterable
+
+import cv2
+import numpy as np
+
+from mspn.errors import MSPNError
+
+
+def require_dir(path: str | Path, what: str) -> Path:
+    path = Path(path)
+    if not path.is_dir():
+        raise MSPNError(f"{what} folder not found: {path}")
+    return path
+
+
+def check_size(size, what: str = "size") -> tuple[int, int]:
+    height, width = (int(s) for s in size)
+    if height < 1 or width < 1:
+        raise MSPNError(f"{what} must be positive HxW, got {height}x{width}")
+    return height, width
+
+
+def resize(frame: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """frame: (H, W) or (H, W, 3) uint8 -> size (H', W'), area interpolation (the paper's choice
+    for shrinking frames: it averages instead of aliasing)."""
+    height, width = size
+    if frame.shape[:2] == (height, width):
+        return frame
+    return cv2.resize(frame, (width, height), interpolation=cv2.INTER_AREA)
+
+
+def centre_crop(frame: np.ndarray, aspect: float) -> np.ndarray:
+    """The largest centred window of ``frame`` (H, W[, C]) with width / height = aspect."""
+    height, width = frame.shape[:2]
+    if width > height * aspect:
+        new_w = max(1, round(height * aspect))
+        left = (width - new_w) // 2
+        return frame[:, left:left + new_w]
+    new_h = max(1, round(width / aspect))
+    top = (height - new_h) // 2
+    return frame[top:top + new_h]
+
+
+def to_chw(frames: list[np.ndarray], channels: int, name: str) -> np.ndarray:
+    """OpenCV frames (H, W, 3) BGR or (H, W) gray -> video (T, C, H, W) uint8 with C = 1 (gray)
+    or 3 (BGR, OpenCV's channel order, as the reference stored it)."""
+    if not frames:
+        raise MSPNError(f"{name}: no frames")
+    out = []
+    for frame in frames:
+        if channels == 1:
+            if frame.ndim == 3:
+                frame = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
+            out.append(frame[None])
+        else:
+            if frame.ndim == 2:
+                frame = cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR)
+            out.append(frame.transpose(2, 0, 1))
+    return np.ascontiguousarray(np.stack(out))
+
+
+def assign_split(key, test: Iterable, val: Iterable, train: Iterable | None) -> str | None:
+    """test, then val, then train (None: everything else); None when the key is in no split."""
+    if key in set(test):
+        return "test"
+    if key in set(val):
+        return "val"
+    if train is None or key in set(train):
+        return "train"
+    return None
+
+
+def check_disjoint(test: Iterable, val: Iterable, what: str) -> None:
+    both = sorted(set(test) & set(val))
+    if both:
+        raise MSPNError(f"{what} {', '.join(str(b) for b in both)} listed for both val and test")

@@ -1,0 +1,84 @@
+"""Library side of `mspn predict --model`: .npy or video in, .npy or video out. Torch-free."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from mspn.errors import MSPNError
+from mspn.fileio import atomic_path
+
+from .predictor import Predictor
+
+
+def backend_options(args) -> dict:
+    """Backend options from the command line: only those given, so each backend's defaults apply."""
+    options = {}
+    if getattr(args, "provider", None):
+        options["provider"] = args.provider
+    if getattr(args, "threads", None):
+        options["threads"] = args.threads
+    if getattr(args, "precision", None):
+        options["precision"] = args.precision
+    if args.backend == "torch":
+        options["ckpt"] = args.ckpt
+    return options
+
+
+def predict_array(predictor: Predictor, frames: np.ndarray, horizon: int | None = None) -> np.ndarray:
+    """frames (B, T, C, H, W) -> (B, horizon, C, H, W) float32, whole T as context.
+
+    T == T_ctx and horizon == T_pred use the rollout graph; any other T or horizon streams
+    (push every frame, then roll out), which the step graph allows. Batches above the model's
+    max are split.
+    """
+    horizon = predictor.horizon if horizon is None else horizon
+    if horizon < 1:
+        raise MSPNError(f"--horizon must be >= 1, got {horizon}")
+    if not isinstance(frames, np.ndarray) or frames.ndim != 5:
+        raise MSPNError(f"input must be (B, T, C, H, W), got shape {getattr(frames, 'shape', None)}")
+    parts = []
+    for start in range(0, len(frames), predictor.max_batch):
+        chunk = frames[start:start + predictor.max_batch]
+        if chunk.shape[1] == predictor.context and horizon == predictor.horizon:
+            parts.append(predictor.predict(chunk))
+        else:
+            session = predictor.stream()
+            for t in range(chunk.shape[1]):
+                session.push(chunk[:, t])
+            parts.append(session.rollout(horizon))
+            session.close()
+    return np.concatenate(parts)
+
+
+def predict_from_args(args) -> None:
+    """`mspn predict --model DIR --backend B (--input X.npy | --video V) --out OUT`."""
+    if (args.input is None) == (args.video is None):
+        raise MSPNError("give exactly one of --input X.npy or --video VIDEO")
+    with Predictor.load(args.model, backend=args.backend, variant=args.variant, **backend_options(args)) as predictor:
+        if args.video is not None:
+            from .video import predict_video
+            if args.horizon is not None:
+                raise MSPNError("--horizon applies to --input; for videos use --lead (1..horizon)")
+            summary = predict_video(predictor, args.video, args.out, stream=args.stream, lead=args.lead,
+                                    gif=args.gif, max_frames=args.max_frames)
+            extra = f" and {args.gif}" if args.gif else ""
+            print(f"wrote {args.out}{extra}: {summary['frames']} frames ({summary['mode']}), "
+                  f"mean squared error {summary['mse']:.5f}")
+            return
+        if args.stream or args.gif:
+            raise MSPNError("--stream and --gif apply to --video")
+        path = Path(args.input)
+        if not path.is_file():
+            raise MSPNError(f"input not found: {path}")
+        try:
+            frames = np.load(path, allow_pickle=False)
+        except (ValueError, OSError, EOFError) as exc:
+            raise MSPNError(f"{path}: not a readable .npy array: {str(exc).splitlines()[0][:200]}") from None
+        if not isinstance(frames, np.ndarray):
+            raise MSPNError(f"{path}: expected one .npy array (B, T, C, H, W), got an archive")
+        predictions = predict_array(predictor, frames, args.horizon)
+        with atomic_path(args.out) as tmp:
+            with open(tmp, "wb") as handle:  # a file object, so np.save does not append ".npy"
+                np.save(handle, predictions, allow_pickle=False)
+        print(f"wrote {args.out} {tuple(predictions.shape)} float32")

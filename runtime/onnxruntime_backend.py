@@ -1,0 +1,141 @@
+"""ONNX Runtime runner: CPU, CUDA or TensorRT execution provider, chosen by name.
+
+ONNX Runtime silently falls back to CPU when a GPU provider cannot be created (missing CUDA
+libraries, a driver mismatch); that fallback is detected here by comparing the session's providers
+with the one asked for, and refused. On a GPU provider the streaming state stays on the device
+between steps through IO binding; only the frame goes up and the predicted frame comes back.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mspn.errors import MSPNError
+
+from .base import Runner, require, split_options
+from .manifest import Manifest
+
+PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider",
+             "tensorrt": "TensorrtExecutionProvider"}
+OPTIMIZATION = ("disable", "basic", "extended", "all")
+DEFAULTS = {
+    "provider": "cpu",          # cpu | cuda | tensorrt
+    "threads": 0,               # intra-op threads; 0: ONNX Runtime's default (all cores)
+    "optimization": "all",      # graph optimisation level: disable | basic | extended | all
+    "device_id": 0,
+    "trt_cache_dir": None,      # TensorRT EP: folder for its engine and timing caches
+    "trt_fp16": False,          # TensorRT EP: allow fp16 kernels
+}
+
+
+class OnnxRuntimeRunner(Runner):
+    backend = "onnxruntime"
+
+    def __init__(self, manifest: Manifest, graph, path: Path, **options):
+        super().__init__(manifest, graph)
+        self.path = path
+        self.options = split_options(options, DEFAULTS, self.backend)
+        provider = self.options["provider"]
+        if provider not in PROVIDERS:
+            raise MSPNError(f"unknown onnxruntime provider {provider!r}; choose one of {', '.join(PROVIDERS)}")
+        self.on_gpu = provider != "cpu"
+        self.session = None
+
+    def _providers(self, ort) -> list:
+        name, opts = self.options["provider"], self.options
+        if name == "cpu":
+            return ["CPUExecutionProvider"]
+        device = {"device_id": str(opts["device_id"])}
+        cuda = ("CUDAExecutionProvider", device)
+        if name == "cuda":
+            return [cuda, "CPUExecutionProvider"]
+        trt = {**device, "trt_fp16_enable": "1" if opts["trt_fp16"] else "0"}
+        if opts["trt_cache_dir"]:
+            Path(opts["trt_cache_dir"]).mkdir(parents=True, exist_ok=True)
+            trt.update(trt_engine_cache_enable="1", trt_engine_cache_path=str(opts["trt_cache_dir"]),
+                       trt_timing_cache_enable="1", trt_timing_cache_path=str(opts["trt_cache_dir"]))
+        # CUDA after TensorRT: nodes TensorRT cannot take still run on the GPU, not on the CPU.
+        return [("TensorrtExecutionProvider", trt), cuda, "CPUExecutionProvider"]
+
+    def _activate(self) -> None:
+        ort = require("onnxruntime", "gpu" if self.on_gpu else "runtime", "onnxruntime")
+        wanted = PROVIDERS[self.options["provider"]]
+        if wanted not in ort.get_available_providers():
+            raise MSPNError(f"this onnxruntime build has no {wanted} (available: "
+                            f"{', '.join(ort.get_available_providers())}); for GPUs install "
+                            f"pip install 'mspn[gpu]' (onnxruntime-gpu) instead of onnxruntime")
+        so = ort.SessionOptions()
+        so.graph_optimization_level = {
+            "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+            "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+            "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+            "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+        }[self._checked_optimization()]
+        if self.options["threads"]:
+            so.intra_op_num_threads = int(self.options["threads"])
+        so.log_severity_level = 3  # warnings about unused initialisers etc. are noise to users
+        try:
+            session = ort.InferenceSession(str(self.path), sess_options=so, providers=self._providers(ort))
+        except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph types
+            raise MSPNError(f"{self.path}: onnxruntime cannot load it: {str(exc).splitlines()[0][:300]}") from None
+        active = session.get_providers()
+        if wanted not in active:
+            raise MSPNError(f"onnxruntime fell back to {', '.join(active)} although {wanted} was asked for "
+                            f"(CUDA/cuDNN/TensorRT libraries not found or not matching this onnxruntime build?)")
+        self.session = session
+        self._device = "cuda" if self.on_gpu else "cpu"
+
+    def _checked_optimization(self) -> str:
+        level = self.options["optimization"]
+        if level not in OPTIMIZATION:
+            raise MSPNError(f"unknown optimization level {level!r}; choose one of {', '.join(OPTIMIZATION)}")
+        return level
+
+    def _deactivate(self) -> None:
+        self.session = None
+
+    def _infer(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        outputs = self.session.run(self.output_names, feed)  # thread-safe per ONNX Runtime's docs
+        return dict(zip(self.output_names, outputs))
+
+    # --- device-resident streaming state (GPU providers) ---------------------------------------
+    def new_state(self, state: dict[str, np.ndarray]) -> Any:
+        host = super().new_state(state)
+        if not self.on_gpu:
+            return host
+        import onnxruntime as ort
+        return {k: ort.OrtValue.ortvalue_from_numpy(v, "cuda", int(self.options["device_id"]))
+                for k, v in host.items()}
+
+    def step(self, handle: Any, feed: dict[str, np.ndarray]):
+        if not self.on_gpu:
+            return super().step(handle, feed)
+        import time
+        if not self.is_active:
+            raise MSPNError("onnxruntime runner is not active; call activate() first")
+        self.check_feed(feed, names=list(feed))
+        start = time.perf_counter()
+        binding = self.session.io_binding()  # one binding per call: threads never share one
+        for name, value in feed.items():
+            binding.bind_cpu_input(name, np.ascontiguousarray(value))
+        for name, value in handle.items():
+            binding.bind_ortvalue_input(name, value)
+        device_id = int(self.options["device_id"])
+        host_outputs = [n for n in self.output_names if not n.endswith("_out")]
+        for name in host_outputs:
+            binding.bind_output(name, "cpu")
+        names = self.manifest.state_names
+        for name in names:
+            binding.bind_output(f"{name}_out", "cuda", device_id)
+        self.session.run_with_iobinding(binding)
+        values = binding.get_outputs()  # in the order bound above
+        self._local.latency = time.perf_counter() - start
+        host = {n: v.numpy() for n, v in zip(host_outputs, values[: len(host_outputs)])}
+        return host, dict(zip(names, values[len(host_outputs):]))
+
+
+def build_runner(manifest: Manifest, kind: str, variant: str, **options) -> OnnxRuntimeRunner:
+    graph = manifest.graph(kind, variant)
+    return OnnxRuntimeRunner(manifest, graph, manifest.verified_path(graph.file), **options)

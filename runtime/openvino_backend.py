@@ -1,0 +1,78 @@
+"""OpenVINO runner (CPU by default).
+
+Precision is pinned: on CPUs with bf16 units OpenVINO silently runs f32 graphs in bf16, which
+changes results, so INFERENCE_PRECISION_HINT is always set (f32 unless precision='bf16') and read
+back after compiling. The int8 QDQ graph runs here as exported (OpenVINO fuses the Q/DQ pairs).
+Threads: one InferRequest per thread, so one compiled model serves several threads at once.
+"""
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import numpy as np
+
+from mspn.errors import MSPNError
+
+from .base import Runner, require, split_options
+from .manifest import Manifest
+
+DEFAULTS = {
+    "device": "CPU",
+    "precision": "f32",         # f32 | bf16 (explicit only; OpenVINO's silent CPU default differs)
+    "threads": 0,               # 0: OpenVINO's default
+    "hint": "LATENCY",          # PERFORMANCE_HINT: LATENCY | THROUGHPUT
+}
+PRECISIONS = {"f32": "f32", "fp32": "f32", "bf16": "bf16"}
+
+
+class OpenVINORunner(Runner):
+    backend = "openvino"
+
+    def __init__(self, manifest: Manifest, graph, path: Path, **options):
+        super().__init__(manifest, graph)
+        self.path = path
+        self.options = split_options(options, DEFAULTS, self.backend)
+        if self.options["precision"] not in PRECISIONS:
+            raise MSPNError(f"unknown openvino precision {self.options['precision']!r}; choose f32 or bf16")
+        self.compiled = None
+        self._requests = threading.local()
+
+    def _activate(self) -> None:
+        ov = require("openvino", "openvino", "openvino")
+        precision = PRECISIONS[self.options["precision"]]
+        config = {"INFERENCE_PRECISION_HINT": precision, "PERFORMANCE_HINT": self.options["hint"]}
+        if self.options["threads"]:
+            config["INFERENCE_NUM_THREADS"] = int(self.options["threads"])
+        core = ov.Core()
+        try:
+            self.compiled = core.compile_model(core.read_model(str(self.path)), self.options["device"], config)
+        except RuntimeError as exc:
+            raise MSPNError(f"{self.path}: openvino cannot compile it for {self.options['device']}: "
+                            f"{str(exc).strip().splitlines()[0][:300]}") from None
+        actual = self.compiled.get_property("INFERENCE_PRECISION_HINT")
+        if actual != getattr(ov.Type, precision):
+            raise MSPNError(f"openvino compiled {self.path.name} with inference precision {actual} where "
+                            f"{precision} was asked for (this device does not support it?)")
+        self._ports = {name: self.compiled.output(name) for name in self.output_names}
+        self._requests = threading.local()
+
+    def _deactivate(self) -> None:
+        self.compiled = None
+        self._requests = threading.local()
+
+    def _request(self):
+        request = getattr(self._requests, "request", None)
+        if request is None:
+            request = self._requests.request = self.compiled.create_infer_request()
+        return request
+
+    def _infer(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        results = self._request().infer(feed)
+        # Copies: the request's output tensors are overwritten by its next inference.
+        return {name: np.array(results[port], copy=True) for name, port in self._ports.items()}
+
+
+def build_runner(manifest: Manifest, kind: str, variant: str, **options) -> OpenVINORunner:
+    graph = manifest.graph(kind, variant)
+    return OpenVINORunner(manifest, graph, manifest.verified_path(graph.file), **options)
