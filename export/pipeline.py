@@ -236,6 +236,9 @@ def export_model(options: ExportOptions) -> dict:
 
     out.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(work, 0o777 & ~umask)  # mkdtemp's 0700 would make the model folder private
     try:
         manifest = _export_into(work, spec, options, checkpoint)
         _replace(work, out)

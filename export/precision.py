@@ -23,10 +23,33 @@ def to_fp16(src: str | Path, dst: str | Path, block_ops: Iterable[str] = ()) -> 
     from onnxconverter_common import float16
 
     model = onnx.load(str(src))
+    _isolate_outputs(model)
     block = list(float16.DEFAULT_OP_BLOCK_LIST) + [op for op in block_ops]
     with _quiet_converter():
         converted = float16.convert_float_to_float16(model, keep_io_types=True, op_block_list=block)
     onnx.save_model(converted, str(dst), save_as_external_data=False)
+
+
+def _isolate_outputs(model) -> None:
+    """Give every graph output its own Identity node.
+
+    The step graph reads some of its outputs (e.g. h_l_out) inside the graph too. With
+    keep_io_types the converter casts such an output back to float32 under the same name, so the
+    internal readers would see float32 next to float16 weights; reading an internal copy avoids it.
+    """
+    from onnx import helper
+    outputs = {o.name for o in model.graph.output}
+    consumed = {i for n in model.graph.node for i in n.input} & outputs
+    for name in consumed:
+        inner = f"{name}__inner"
+        for node in model.graph.node:
+            for k, value in enumerate(node.output):
+                if value == name:
+                    node.output[k] = inner
+            for k, value in enumerate(node.input):
+                if value == name:
+                    node.input[k] = inner
+        model.graph.node.append(helper.make_node("Identity", [inner], [name], name=f"{name}__identity"))
 
 
 @contextlib.contextmanager
@@ -66,7 +89,7 @@ def to_int8(src: str | Path, dst: str | Path, feeds: list[Mapping[str, np.ndarra
                                           quantize_static)
 
     settings = {"format": "QDQ", "per_channel": True, "weight_type": "QInt8",
-                "activation_type": "QInt8", "symmetric": True, "calibrate_method": "MinMax",
+                "activation_type": "QInt8", "symmetric": True, "bias": "float", "calibrate_method": "MinMax",
                 "samples": len(feeds)}
     quant_logger = logging.getLogger("onnxruntime.quantization")
     root_level = logging.getLogger().level
@@ -79,7 +102,8 @@ def to_int8(src: str | Path, dst: str | Path, feeds: list[Mapping[str, np.ndarra
             str(src), str(dst), FeedReader(feeds), quant_format=QuantFormat.QDQ, per_channel=True,
             weight_type=QuantType.QInt8, activation_type=QuantType.QInt8,
             calibrate_method=CalibrationMethod.MinMax,
-            extra_options={"ActivationSymmetric": True, "WeightSymmetric": True})
+            # Biases stay float: TensorRT fuses them itself and its DequantizeLinear takes int8 only.
+            extra_options={"ActivationSymmetric": True, "WeightSymmetric": True, "QuantizeBias": False})
     finally:
         quant_logger.setLevel(previous)
         logging.getLogger().setLevel(root_level)

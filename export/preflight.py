@@ -60,13 +60,15 @@ def preflight(path: str | Path, dynamic_batch: bool) -> dict:
     int64_names = [i.name for i in graph.initializer if i.data_type == onnx.TensorProto.INT64]
     int64_names += [n.output[0] for n in graph.node if n.op_type == "Constant"
                     and n.attribute and n.attribute[0].t.data_type == onnx.TensorProto.INT64]
-    outside = []
-    for name in int64_names:
-        if name in inits:
-            values = numpy_helper.to_array(inits[name])
-            info = np.iinfo(np.int32)
-            if values.size and (values.max() > info.max or values.min() < info.min):
-                outside.append(name)
+    int64_values = {i.name: numpy_helper.to_array(i) for i in graph.initializer
+                    if i.data_type == onnx.TensorProto.INT64}
+    int64_values.update({n.output[0]: numpy_helper.to_array(n.attribute[0].t) for n in graph.node
+                         if n.op_type == "Constant" and n.attribute
+                         and n.attribute[0].t.data_type == onnx.TensorProto.INT64})
+    info = np.iinfo(np.int32)
+    # Typical case: Slice ends of INT64_MAX ("to the end"), which clamping to INT32_MAX keeps right.
+    outside = [name for name, values in int64_values.items()
+               if values.size and (values.max() > info.max or values.min() < info.min)]
     int64_io = [v.name for v in list(graph.input) + list(graph.output)
                 if v.type.tensor_type.elem_type == onnx.TensorProto.INT64]
 

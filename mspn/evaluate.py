@@ -169,6 +169,7 @@ def _plot_metrics(results: dict[str, StepMetrics], path: Path, title: str) -> No
     import matplotlib
     matplotlib.use("Agg")  # no display: files only
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     names = results["model"].names
     steps = {name: acc.per_step() for name, acc in results.items()}
@@ -179,6 +180,7 @@ def _plot_metrics(results: dict[str, StepMetrics], path: Path, title: str) -> No
             ax.plot(x, steps[name][metric], style, label=name.replace("_", "-"), markersize=3)
         ax.set_title(metric)
         ax.set_xlabel("predicted step")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
     axes[0][0].legend()
     fig.suptitle(title)

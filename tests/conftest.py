@@ -1,0 +1,17 @@
+"""Suite-wide settings.
+
+One intra-op thread per test process: the tiny models used here gain nothing from more, and with
+several tools (torch, ONNX Runtime, OpenVINO) in one process, oversubscribing two cores makes
+runs many times slower.
+"""
+import os
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+try:
+    import torch
+except ImportError:  # a runtime-only environment
+    torch = None
+
+if torch is not None:
+    torch.set_num_threads(1)
