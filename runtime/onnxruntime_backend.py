@@ -27,6 +27,7 @@ DEFAULTS = {
     "device_id": 0,
     "trt_cache_dir": None,      # TensorRT EP: folder for its engine and timing caches
     "trt_fp16": False,          # TensorRT EP: allow fp16 kernels
+    "io_binding": None,         # streaming state as OrtValues bound in place; None: on GPU only
 }
 
 
@@ -41,6 +42,9 @@ class OnnxRuntimeRunner(Runner):
         if provider not in PROVIDERS:
             raise MSPNError(f"unknown onnxruntime provider {provider!r}; choose one of {', '.join(PROVIDERS)}")
         self.on_gpu = provider != "cpu"
+        io_binding = self.options["io_binding"]
+        self.io_binding = self.on_gpu if io_binding is None else bool(io_binding)
+        self._device = "cuda" if self.on_gpu else "cpu"
         self.session = None
 
     def _providers(self, ort) -> list:
@@ -64,8 +68,8 @@ class OnnxRuntimeRunner(Runner):
         wanted = PROVIDERS[self.options["provider"]]
         if wanted not in ort.get_available_providers():
             raise MSPNError(f"this onnxruntime build has no {wanted} (available: "
-                            f"{', '.join(ort.get_available_providers())}); for GPUs install "
-                            f"pip install 'mspn[gpu]' (onnxruntime-gpu) instead of onnxruntime")
+                            f"{', '.join(ort.get_available_providers())}); for GPUs: "
+                            f"pip install 'mspn[gpu]' (onnxruntime-gpu instead of onnxruntime)")
         so = ort.SessionOptions()
         so.graph_optimization_level = {
             "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
@@ -85,7 +89,6 @@ class OnnxRuntimeRunner(Runner):
             raise MSPNError(f"onnxruntime fell back to {', '.join(active)} although {wanted} was asked for "
                             f"(CUDA/cuDNN/TensorRT libraries not found or not matching this onnxruntime build?)")
         self.session = session
-        self._device = "cuda" if self.on_gpu else "cpu"
 
     def _checked_optimization(self) -> str:
         level = self.options["optimization"]
@@ -103,14 +106,14 @@ class OnnxRuntimeRunner(Runner):
     # --- device-resident streaming state (GPU providers) ---------------------------------------
     def new_state(self, state: dict[str, np.ndarray]) -> Any:
         host = super().new_state(state)
-        if not self.on_gpu:
+        if not self.io_binding:
             return host
         import onnxruntime as ort
-        return {k: ort.OrtValue.ortvalue_from_numpy(v, "cuda", int(self.options["device_id"]))
+        return {k: ort.OrtValue.ortvalue_from_numpy(v, self._device, int(self.options["device_id"]))
                 for k, v in host.items()}
 
     def step(self, handle: Any, feed: dict[str, np.ndarray]):
-        if not self.on_gpu:
+        if not self.io_binding:
             return super().step(handle, feed)
         import time
         if not self.is_active:
@@ -128,7 +131,7 @@ class OnnxRuntimeRunner(Runner):
             binding.bind_output(name, "cpu")
         names = self.manifest.state_names
         for name in names:
-            binding.bind_output(f"{name}_out", "cuda", device_id)
+            binding.bind_output(f"{name}_out", self._device, device_id)
         self.session.run_with_iobinding(binding)
         values = binding.get_outputs()  # in the order bound above
         self._local.latency = time.perf_counter() - start

@@ -12,6 +12,7 @@ One predictor serves several threads at once; each thread uses its own stream se
 """
 from __future__ import annotations
 
+import contextlib
 import threading
 from pathlib import Path
 
@@ -225,19 +226,15 @@ class StreamSession:
         out, self._handle = runner.step(self._handle, feed)
         self._pending = np.asarray(out["next_frame"], dtype=np.float32)
 
+    @contextlib.contextmanager
     def _guard(self):
         self._predictor._check_open()
         if not self._lock.acquire(blocking=False):
             raise MSPNError("this stream session is in use by another thread; open one session per thread")
-        lock = self._lock
-
-        class _Release:
-            def __enter__(self_inner):
-                return self_inner
-
-            def __exit__(self_inner, *exc):
-                lock.release()
-        return _Release()
+        try:
+            yield
+        finally:
+            self._lock.release()
 
     def close(self) -> None:
         self.reset()

@@ -187,6 +187,7 @@ def build_engine(model_dir: str | Path, variant: str = "fp32", workspace_gib: fl
             atomic_write_bytes(timing_cache, bytes(config.get_timing_cache().serialize()))
         name = f"{kind}.{variant}.engine"
         atomic_write_bytes(folder / name, bytes(serialized))
+        (folder / name).chmod(0o644)  # the atomic writer's temporary is private; a model folder is not
         log(f"wrote {folder / name} in {time.perf_counter() - start:.1f} s")
         written[name] = {"graph": kind, "variant": variant, "source": spec.file, **device,
                          "tensorrt_version": trt.__version__,
@@ -214,6 +215,7 @@ def _record_engines(folder: Path, engines: dict) -> None:
     for name in engines:
         raw["files"][name] = sha256_file(folder / name)
     atomic_write_json(path, raw)
+    path.chmod(0o644)
 
 
 # --- runner -----------------------------------------------------------------------------------
@@ -309,7 +311,7 @@ class TensorRTRunner(Runner):
                 raise MSPNError(f"{self.path.name}: TensorRT refused input shape {feed[name].shape} for {name}")
         for name in self._inputs + self._outputs:
             self.context.set_tensor_address(name, int(addresses[name]))
-        if not self.context.execute_async_v3(self.stream):
+        if not self.context.execute_async_v3(int(self.stream)):
             raise MSPNError(f"{self.path.name}: TensorRT execute_async_v3 failed (see its log)")
         out = {}
         for name in fetch:

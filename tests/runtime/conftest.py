@@ -10,15 +10,20 @@ import pytest
 
 @pytest.fixture(scope="session")
 def tiny(tmp_path_factory) -> dict:
-    """{"ckpt": Path, "model": Path}: a tiny-config checkpoint and its exported model folder.
+    """{"ckpt": Path, "model": Path}: a tiny-config checkpoint and its folder from `mspn export`.
 
+    The real exporter (TorchScript, the faster of its two; fp32 only, dynamic batch 1..8).
     Treat the folder as read-only; tests that alter files copy it first (``model_copy``).
     """
-    from make_folder import export_folder, make_checkpoint
+    from tests.runtime.runtime_ckpt import make_checkpoint
+
+    from mspn.export.pipeline import ExportOptions, export_model
 
     root = tmp_path_factory.mktemp("tiny")
     ckpt = make_checkpoint(root / "tiny.pt", "tiny")
-    return {"ckpt": ckpt, "model": export_folder(ckpt, root / "model")}
+    export_model(ExportOptions(ckpt=str(ckpt), out=str(root / "model"), exporter="torchscript",
+                               max_batch=8, progress=False))
+    return {"ckpt": ckpt, "model": root / "model"}
 
 
 @pytest.fixture

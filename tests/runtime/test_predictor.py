@@ -9,7 +9,7 @@ import pytest
 from mspn.errors import MSPNError
 from mspn.runtime import Predictor
 
-ATOL = 1e-4  # predictions here have std ~0.25; fp32 graph-vs-eager differences are ~1e-6
+ATOL = 1e-4  # predictions here have std ~0.08; fp32 graph-vs-eager differences are ~1e-6
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +33,7 @@ def _stream(predictor, clips, n):
 def test_reference_predictions_are_not_trivial(predictors, clips):
     future = predictors["torch"].predict(clips)
     assert future.shape == (3, 5, 1, 32, 32) and future.dtype == np.float32
-    assert future.std() > 0.05 and np.abs(np.diff(future, axis=1)).max() > 0.01
+    assert future.std() > 0.03 and np.abs(np.diff(future, axis=1)).max() > 0.01
 
 
 @pytest.mark.parametrize("backend", ["onnxruntime", "openvino"])
@@ -154,7 +154,7 @@ BAD = [
     ("nan", lambda c: _with(c, nan=1), r"contains NaN or inf \(1 values, first at index \(1, 2, 0, 3, 4\)\)"),
     ("inf", lambda c: _with(c, inf=1), r"contains NaN or inf"),
     ("range", lambda c: _with(c, value=-0.5), r"must lie in \[0, 1\] for float32 input, got min -0.5"),
-    ("0..255", lambda c: c * 255, r"got min .* max 255 \(0..255 values\? pass uint8 or divide by 255\)"),
+    ("0..255", lambda c: c * 255, r"got min .* and max 229.5 \(0..255 values\? pass uint8 or divide by 255\)"),
 ]
 
 
@@ -181,3 +181,15 @@ def test_closed_predictor_refuses(tiny, clips):
         predictor.predict(clips)
     with pytest.raises(MSPNError, match="predictor was closed"):
         session.push(clips[:, 0])
+
+
+def test_onnxruntime_io_binding_stream_matches(tiny, predictors, clips):
+    """The IO-binding step path (used on GPUs, state kept as bound OrtValues) run on the CPU."""
+    with Predictor.load(tiny["model"], io_binding=True, threads=1) as bound:
+        session = bound.stream()
+        assert not isinstance(bound.step_runner.new_state(bound.initial_state)["h_0"], np.ndarray)
+        pushed, ahead = _stream(bound, clips, 6)
+    ref_pushed, ref_ahead = _stream(predictors["onnxruntime"], clips, 6)
+    np.testing.assert_array_equal(pushed, ref_pushed)
+    np.testing.assert_array_equal(ahead, ref_ahead)
+    session.close()

@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# One command for a machine with an NVIDIA GPU: export a tiny model (or use yours), build the
+# TensorRT engines, check parity of every GPU path against fp32 ONNX on ONNX Runtime (CPU) and
+# against PyTorch, and time them. Finishes inside 10 minutes; says plainly what it skipped.
+#
+#   benchmarks/gpu_check.sh                          # tiny random model, everything
+#   benchmarks/gpu_check.sh --model DIR --ckpt CKPT  # your model folder and its checkpoint
+#
+# Needs: pip install -e '.[export,gpu]' (torch, onnxruntime-gpu, tensorrt>=10, cuda-python).
+# Results: benchmarks/results/gpu_check.json; exit 1 if a parity check failed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PYTHON="${PYTHON:-python}"
+command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader \
+  || echo "nvidia-smi not found: no NVIDIA driver? GPU checks will be skipped"
+exec timeout --signal=INT 590 "$PYTHON" -u benchmarks/gpu_check.py --budget 540 "$@"
