@@ -356,7 +356,9 @@ class Trainer:
             metrics.update(clip[:, context - 1:context].expand(-1, horizon, -1, -1, -1), clip[:, context:])
         return metrics.means()
 
-    def validate_and_select(self, train_loss: float | None) -> None:
+    def validate_and_select(self, train_loss: float | None, eligible: bool = True) -> None:
+        """Evaluate on val (rank 0), log, and write best.pt when the score is selected.
+        ``eligible=False`` (the starting point) only logs: best.pt always holds trained weights."""
         if self.progress.evaluated_step == self.progress.step:
             return
         self.progress.evaluated_step = self.progress.step
@@ -364,10 +366,12 @@ class Trainer:
             return
         means = self.evaluate()
         score, self.score_name = selection_score(means, self.stage.selection)
-        take, self.progress.best_score = select(score, self.progress.best_score, self.stage.slack)
+        take = False
+        if eligible:
+            take, self.progress.best_score = select(score, self.progress.best_score, self.stage.slack)
         row = {"stage": self.stage.name, "epoch": self.progress.epoch, "step": self.progress.step,
                "train_loss": train_loss, "val_psnr": means["psnr"], "val_ssim": means["ssim"],
-               "val_lpips": means.get("lpips"), "score": score, "best": int(take),
+               "val_lpips": means.get("lpips"), "score": score, "best": int(take) if eligible else "",
                "copy_psnr": self.baseline["psnr"], "copy_ssim": self.baseline["ssim"],
                "nan_skipped": self.progress.nan_skipped, "seconds": round(time.time() - self.t0, 1)}
         self.eval_log.write(row)
@@ -413,7 +417,7 @@ class Trainer:
             if self.lpips is None:
                 tqdm.write(f"[{self.stage.name}] LPIPS skipped: {self.lpips_status.get('reason')}")
         if p.step == 0 and not self.resume:
-            self.validate_and_select(None)   # the starting point (the pixel checkpoint for --adv)
+            self.validate_and_select(None, eligible=False)   # the start (for --adv: the pixel checkpoint)
         bar = tqdm(total=self.total_steps, initial=p.step, desc=self.stage.name, disable=not env.is_main,
                    dynamic_ncols=True)
         losses: list[float] = []

@@ -23,7 +23,8 @@ def train(config: Config, data: str | Path, out: str | Path, resume: bool = Fals
     else:
         from mspn.train.pixel import PixelStage as stage
     if init is not None and resume:
-        raise MSPNError("--init and --resume exclude each other: a resumed run continues from OUT/last.pt")
+        print(f"note: --resume continues from {Path(out) / 'last.pt'}; --init {init} is not used")
+        init = None
     return Trainer(config, data, out, stage, resume=resume, init=init).run()
 
 

@@ -42,7 +42,9 @@ def pixel_run(tmp_path_factory, micro_data):
     return out
 
 
+@pytest.fixture
 def subprocess_env() -> dict:
+    """Environment for training subprocesses: one thread each."""
     env = dict(os.environ)
     env["OMP_NUM_THREADS"] = "1"
     return env

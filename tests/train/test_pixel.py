@@ -106,3 +106,12 @@ def test_selection_score_and_slack():
     assert select(0.99, 1.0, 0.02) == (True, 1.0)      # within 2% of the best: taken
     assert select(0.97, 1.0, 0.02) == (False, 1.0)
     assert select(1.1, 1.0, 0.02) == (True, 1.1)
+
+
+def test_mixed_precision_option(tmp_path, micro_data, micro):
+    with pytest.raises(MSPNError, match="train.amp=fp16 needs a CUDA device"):
+        train(micro("train.amp=fp16"), micro_data, tmp_path / "fp16")
+    result = train(micro("train.amp=bf16", "train.max_steps=2"), micro_data, tmp_path / "bf16")
+    assert result["step"] == 2
+    model = load_checkpoint(tmp_path / "bf16" / "last.pt").model
+    assert all(t.dtype == torch.float32 and torch.isfinite(t).all() for t in model.values())
