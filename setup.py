@@ -25,7 +25,7 @@ setup(
     version="0.1.0",
     description="MSPN video prediction: training, ONNX export, torch-free edge runtime, benchmarks",
     python_requires=">=3.10",
-    packages=["mspn", "mspn.models", "mspn.data", "mspn.train", "mspn.export", "mspn.runtime"],
+    packages=["mspn", "mspn.models", "mspn.data", "mspn.train", "mspn.bench", "mspn.export", "mspn.runtime"],
     package_dir={"mspn": "mspn", "mspn.export": "export", "mspn.runtime": "runtime"},
     package_data={"mspn.export": ["data/*.txt"]},
     # The bare install is what an edge device needs to import mspn.runtime; training and

@@ -49,8 +49,9 @@ def why_not(backend: str, variant: str, manifest, ckpt: str | None) -> str | Non
     if backend == "openvino":
         if importlib.util.find_spec("openvino") is None:
             return "openvino is not installed"
-        if variant == "bf16" and not cpu_flags() & {"avx512_bf16", "amx_bf16"}:
-            return "this CPU has no bf16 units (avx512_bf16 / amx_bf16)"
+        if variant == "bf16" and not openvino_bf16():
+            return ("this CPU has no bf16 units (OpenVINO's CPU capabilities lack BF16; "
+                    "avx512_bf16 / amx_bf16 absent)")
     if backend == "tensorrt":
         if importlib.util.find_spec("tensorrt") is None:
             return "TensorRT is not installed (needs an NVIDIA GPU and pip install 'mspn[gpu]')"
@@ -59,6 +60,15 @@ def why_not(backend: str, variant: str, manifest, ckpt: str | None) -> str | Non
         except MSPNError:
             return f"no TensorRT engine for the {variant} graphs; build one with `mspn build-engine`"
     return None
+
+
+def openvino_bf16() -> bool:
+    """Whether OpenVINO's CPU plugin runs bf16 here (it decides from CPUID, not from a hint)."""
+    try:
+        import openvino as ov
+        return "BF16" in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+    except Exception:  # noqa: BLE001 - an unusual build: judge from the CPU flags instead
+        return bool(cpu_flags() & {"avx512_bf16", "amx_bf16"})
 
 
 def cpu_flags() -> set[str]:

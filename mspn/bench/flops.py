@@ -30,6 +30,22 @@ def _fix_batch(model, batch: int = 1) -> None:
                 dim.dim_value = batch
 
 
+def _infer_shapes(model):
+    """Shapes of every tensor. The rollout graph expands its stored t = 0 state to the batch
+    through Shape -> Expand, which ONNX's own inference cannot follow; ONNX Runtime's symbolic
+    inference can (it evaluates small shape computations), so it is tried first."""
+    from onnx import shape_inference
+
+    try:
+        from onnxruntime.tools.symbolic_shape_infer import SymbolicShapeInference
+        inferred = SymbolicShapeInference.infer_shapes(model, auto_merge=True)
+        if inferred is not None:
+            return inferred
+    except Exception:  # noqa: BLE001 - fall back to ONNX's inference (a lower bound then)
+        pass
+    return shape_inference.infer_shapes(model)
+
+
 def count_flops(path: str | Path) -> dict:
     """{"flops", "conv_flops", "matmul_flops", "convs", "matmuls", "uncounted"} for batch 1.
 
@@ -37,14 +53,13 @@ def count_flops(path: str | Path) -> dict:
     is a lower bound).
     """
     import onnx
-    from onnx import shape_inference
 
     try:
         model = onnx.load(str(path), load_external_data=False)
     except Exception as exc:  # noqa: BLE001 - onnx raises several types for a bad file
         raise MSPNError(f"{path}: not a readable ONNX file ({type(exc).__name__})") from None
     _fix_batch(model)
-    model = shape_inference.infer_shapes(model)
+    model = _infer_shapes(model)
     shapes: dict[str, list[int]] = {}
     for value in list(model.graph.value_info) + list(model.graph.input) + list(model.graph.output):
         dims = value.type.tensor_type.shape.dim
