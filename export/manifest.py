@@ -48,7 +48,9 @@ def write_manifest(folder: str | Path, manifest: dict) -> dict:
     """Fill in "files" (hashes of what is in the folder now) and write manifest.json atomically."""
     manifest = dict(manifest)
     manifest["files"] = file_hashes(folder)
-    atomic_write_json(Path(folder) / MANIFEST, manifest)
+    path = Path(folder) / MANIFEST
+    atomic_write_json(path, manifest)
+    path.chmod(0o644)  # the atomic writer's temporary file is private; a model folder is not
     return manifest
 
 

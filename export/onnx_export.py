@@ -98,6 +98,9 @@ def export_graph(module: nn.Module, example: tuple[torch.Tensor, ...], path: str
                 dynamo=False, do_constant_folding=True)
             model = onnx.load_from_string(buffer.getvalue())
     stamp_signature(model, inputs, outputs)
+    for node in model.graph.node:
+        # The dynamo exporter stores a Python stack trace per node: bulky, and it leaks local paths.
+        del node.metadata_props[:]
     model.producer_name = f"mspn-export ({exporter})"
     # Single file, weights embedded: the runtime and TensorRT get one path per graph.
     onnx.save_model(model, str(path), save_as_external_data=False)

@@ -233,6 +233,7 @@ def export_model(options: ExportOptions) -> dict:
     from mspn.checkpoint import load_checkpoint
     checkpoint = load_checkpoint(options.ckpt)
     spec = make_spec(options, checkpoint)
+    inputs, data_info, calib = _load_inputs(spec, options)
 
     out.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
@@ -240,7 +241,7 @@ def export_model(options: ExportOptions) -> dict:
     os.umask(umask)
     os.chmod(work, 0o777 & ~umask)  # mkdtemp's 0700 would make the model folder private
     try:
-        manifest = _export_into(work, spec, options, checkpoint)
+        manifest = _export_into(work, spec, options, checkpoint, inputs, data_info, calib)
         _replace(work, out)
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
@@ -260,32 +261,11 @@ def _replace(work: Path, out: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
-def _export_into(work: Path, spec: ExportSpec, options: ExportOptions, checkpoint) -> dict:
-    import torch
-    from tqdm import tqdm
+def _load_inputs(spec: ExportSpec, options: ExportOptions):
+    """Parity inputs (seeded random clips, plus real clips with --data) and int8 calibration clips.
 
-    from mspn.export import manifest as manifest_io
-    from mspn.export import precision as prec
-    from mspn.export import verify
-    from mspn.export.preflight import preflight
-    from mspn.export.wrappers import RolloutGraph, StepGraph, initial_state
-
-    stages = 5 + 2 * (len(spec.precisions) - 1)
-    bar = tqdm(total=stages, desc=f"export {spec.name}", unit="stage", disable=not options.progress,
-               file=sys.stderr)
-    started = time.perf_counter()
-
-    def stage(text):
-        bar.set_postfix_str(text)
-
-    model = checkpoint.build_model().float()
-    names = spec.state_names()
-
-    stage("initial state")
-    init = {k: v.numpy().astype(np.float32) for k, v in initial_state(model, spec.height, spec.width).items()}
-    np.savez(work / "initial_state.npz", **init)
-
-    # Parity inputs: seeded random clips, plus real clips with --data.
+    Loaded before anything is written, so bad data fails fast with nothing to clean up.
+    """
     rng = np.random.default_rng(spec.verify_seed)
     inputs = {"random": rng.random((spec.check_batch(), spec.context, spec.channels, spec.height,
                                     spec.width), dtype=np.float32)}
@@ -295,7 +275,44 @@ def _export_into(work: Path, spec: ExportSpec, options: ExportOptions, checkpoin
         data_info = {"root": str(options.data), "split": split, "clips": len(inputs["data"])}
     calib = None
     if "int8" in spec.precisions and options.calib:
-        calib, calib_split = load_clips(options.calib, (options.calib_split,), spec, options.calib_clips, "--calib")
+        calib, _ = load_clips(options.calib, (options.calib_split,), spec, options.calib_clips, "--calib")
+    return inputs, data_info, calib
+
+
+def _export_into(work: Path, spec: ExportSpec, options: ExportOptions, checkpoint, inputs: dict,
+                 data_info: dict | None, calib: np.ndarray | None) -> dict:
+    from tqdm import tqdm
+
+    stages = 5 + 2 * (len(spec.precisions) - 1)
+    # Closed on failure too, so the error line is the last thing printed.
+    with tqdm(total=stages, desc=f"export {spec.name}", unit="stage", disable=not options.progress,
+              file=sys.stderr) as bar:
+        return _stages(bar, work, spec, options, checkpoint, inputs, data_info, calib)
+
+
+def _stages(bar, work: Path, spec: ExportSpec, options: ExportOptions, checkpoint, inputs: dict,
+            data_info: dict | None, calib: np.ndarray | None) -> dict:
+    import torch
+
+    from mspn.export import manifest as manifest_io
+    from mspn.export import precision as prec
+    from mspn.export import verify
+    from mspn.export.preflight import preflight
+    from mspn.export.wrappers import RolloutGraph, StepGraph, initial_state
+
+    started = time.perf_counter()
+
+    def stage(text):
+        bar.set_postfix_str(text)
+
+    model = checkpoint.build_model().float()
+    names = spec.state_names()
+
+    stage("initial state, PyTorch reference")
+    init = {k: v.numpy().astype(np.float32) for k, v in initial_state(model, spec.height, spec.width).items()}
+    np.savez(work / "initial_state.npz", **init)
+
+    rng = np.random.default_rng(spec.verify_seed + 1)
     reference = {k: _batched(lambda x: verify.torch_rollout(model, x, spec.horizon), v, spec)
                  for k, v in inputs.items()}
     bar.update()
@@ -389,7 +406,7 @@ def _export_into(work: Path, spec: ExportSpec, options: ExportOptions, checkpoin
     }
     manifest = manifest_io.write_manifest(work, manifest)
     bar.update()
-    bar.close()
+    bar.close()  # before the warnings, so they are not interleaved with the bar
     for text in warnings_out:
         print(f"WARNING: {text}", file=sys.stderr)
     for name, result in trt.items():

@@ -123,7 +123,7 @@ class ExportSpec:
 
     def example_batch(self) -> int:
         """Batch of the tracing inputs. 2 for a dynamic batch: a tracer that sees 1 may bake it in."""
-        return self.static_batch if not self.dynamic_batch else max(2, min(self.batch_max, 2))
+        return 2 if self.dynamic_batch else self.static_batch
 
     def check_batch(self) -> int:
         """Batch of the parity inputs: inside the allowed range."""

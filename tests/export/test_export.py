@@ -1,0 +1,282 @@
+"""`mspn export` on the micro config: both exporters, parity, step-loop equivalence, manifest
+hashes, fp16/int8 variants, TensorRT pre-flight and the error cases.
+
+Two exports are shared by the module (TorchScript with every precision, dynamo fp32), so the
+whole file runs in about a minute on two cores.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+import torch
+
+from mspn.checkpoint import load_checkpoint, save_checkpoint
+from mspn.cli import main
+from mspn.config import PRESETS
+from mspn.data.synth import write_synthetic
+from mspn.errors import MSPNError
+from mspn.export import onnx_export, verify
+from mspn.export.pipeline import ExportOptions, export_model
+from mspn.export.preflight import preflight
+from mspn.export.spec import ExportSpec
+
+CONTEXT, HORIZON = 2, 3
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("export")
+
+
+@pytest.fixture(scope="module")
+def ckpt(workdir) -> Path:
+    """A micro checkpoint with random weights. The prediction convs are scaled up so the
+    predictions are of order 0.1-1 rather than 1e-4, which makes the parity figures meaningful."""
+    torch.manual_seed(0)
+    config = PRESETS["micro"]()
+    from mspn.models.mspn import MSPN
+    model = MSPN(config.model)
+    with torch.no_grad():
+        for cell in model.levels:
+            cell.predict.weight.mul_(30.0)
+    path = workdir / "micro.pt"
+    save_checkpoint(path, config, model.state_dict())
+    return path
+
+
+@pytest.fixture(scope="module")
+def dataset(workdir) -> Path:
+    root = workdir / "ds16"
+    write_synthetic(root, size=(16, 16), channels=1, videos=(2, 2, 2), frames=CONTEXT + HORIZON + 1)
+    return root
+
+
+@pytest.fixture(scope="module")
+def ts_folder(workdir, ckpt, dataset) -> Path:
+    """TorchScript by fallback (dynamo made to fail), fp32 + fp16 + int8, real data and calibration."""
+    out = workdir / "ts"
+    real = onnx_export.export_graph
+
+    def dynamo_breaks(module, example, path, spec, graph, exporter):
+        if exporter == "dynamo":
+            raise RuntimeError("simulated dynamo failure")
+        return real(module, example, path, spec, graph, exporter)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(onnx_export, "export_graph", dynamo_breaks)
+        export_model(ExportOptions(ckpt=str(ckpt), out=str(out), context=CONTEXT, horizon=HORIZON,
+                                   precisions=("fp32", "fp16", "int8"), data=str(dataset),
+                                   calib=str(dataset), calib_clips=2, verify_clips=2, progress=False))
+    return out
+
+
+@pytest.fixture(scope="module")
+def dynamo_folder(workdir, ckpt) -> Path:
+    out = workdir / "dyn"
+    export_model(ExportOptions(ckpt=str(ckpt), out=str(out), context=CONTEXT, horizon=HORIZON,
+                               exporter="dynamo", progress=False))
+    return out
+
+
+def _manifest(folder: Path) -> dict:
+    return json.loads((folder / "manifest.json").read_text())
+
+
+def _random_clips(batch: int, seed: int = 123) -> np.ndarray:
+    return np.random.default_rng(seed).random((batch, CONTEXT, 1, 16, 16), dtype=np.float32)
+
+
+def _torch_future(ckpt: Path, frames: np.ndarray) -> np.ndarray:
+    model = load_checkpoint(ckpt).build_model()
+    with torch.no_grad():
+        return model.rollout(torch.from_numpy(frames), HORIZON).numpy()
+
+
+# --- exports ----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("which", ["ts_folder", "dynamo_folder"])
+def test_fp32_graphs_match_pytorch_and_each_other(which, request, ckpt):
+    folder = request.getfixturevalue(which)
+    manifest = _manifest(folder)
+    assert manifest["exporter"] == ("torchscript" if which == "ts_folder" else "dynamo")
+    frames = _random_clips(3)  # a batch size the tracing never saw
+    expected = _torch_future(ckpt, frames)
+    assert np.abs(expected).mean() > 0.02, "predictions too small for a meaningful parity check"
+
+    rollout = verify.rollout_outputs(verify.ort_session(folder / "rollout.onnx"), frames)
+    assert rollout.shape == (3, HORIZON, 1, 16, 16)
+    assert np.abs(rollout - expected).max() < 1e-4
+
+    initial = dict(np.load(folder / "initial_state.npz"))
+    assert sorted(initial) == sorted(manifest["state"]["names"])
+    step = verify.session_step(verify.ort_session(folder / "step.onnx"))
+    looped = verify.run_step_loop(step, initial, frames, HORIZON, manifest["state"]["names"])
+    assert np.abs(looped - rollout).max() < 1e-5
+
+    fp32 = manifest["verification"]["fp32"]
+    for graph in ("rollout", "step_loop"):
+        stats = fp32[graph]["random"]
+        assert len(stats["max_abs"]) == len(stats["psnr"]) == HORIZON
+        assert 0 <= stats["worst_max_abs"] <= fp32["tolerance_max_abs"] == 1e-4
+        assert stats["worst_max_abs"] == max(stats["max_abs"])
+
+
+def test_recorded_parity_is_reproducible(ts_folder, ckpt):
+    """The manifest's figures are what the graphs give on the recorded inputs, not placeholders."""
+    manifest = _manifest(ts_folder)
+    spec = ExportSpec.from_manifest(manifest)
+    frames = np.random.default_rng(spec.verify_seed).random(
+        (spec.check_batch(), CONTEXT, 1, 16, 16), dtype=np.float32)
+    got = verify.compare(verify.rollout_outputs(verify.ort_session(ts_folder / "rollout.onnx"), frames),
+                         _torch_future(ckpt, frames))
+    recorded = manifest["verification"]["fp32"]["rollout"]["random"]
+    np.testing.assert_allclose(got["max_abs"], recorded["max_abs"], rtol=0, atol=1e-7)
+    assert manifest["verification"]["fp32"]["rollout"]["data"]["psnr"]  # real clips checked too
+    assert manifest["verification"]["inputs"]["data"]["split"] == "val"
+
+
+def test_fallback_is_recorded(ts_folder):
+    export = _manifest(ts_folder)["export"]
+    for graph in ("rollout", "step"):
+        assert export[graph]["exporter"] == "torchscript"
+        assert "simulated dynamo failure" in export[graph]["fallback_reason"]
+
+
+def test_manifest_hashes_and_contract(ts_folder):
+    manifest = _manifest(ts_folder)
+    on_disk = {p.name for p in ts_folder.iterdir() if p.name != "manifest.json"}
+    assert set(manifest["files"]) == on_disk == {
+        "rollout.onnx", "step.onnx", "initial_state.npz", "rollout.fp16.onnx", "step.fp16.onnx",
+        "rollout.int8.onnx", "step.int8.onnx"}
+    for name, digest in manifest["files"].items():
+        assert hashlib.sha256((ts_folder / name).read_bytes()).hexdigest() == digest
+    assert manifest["format"] == "mspn-model" and manifest["format_version"] == 1
+    assert manifest["context"] == CONTEXT and manifest["horizon"] == HORIZON
+    assert manifest["frame_size"] == [16, 16] and manifest["channel_order"] == "gray"
+    assert manifest["batch"] == {"dynamic": True, "min": 1, "opt": 1, "max": 8}
+    assert manifest["opset"] == 18 and manifest["versions"]["onnxruntime"]
+    # Every graph's recorded signature is the file's real one.
+    for graph, variants in manifest["graphs"].items():
+        for entry in variants.values():
+            model = onnx.load(ts_folder / entry["file"])
+            assert [i.name for i in model.graph.input] == [i["name"] for i in entry["inputs"]]
+            assert [o.name for o in model.graph.output] == [o["name"] for o in entry["outputs"]]
+            for value, spec in zip(model.graph.input, entry["inputs"]):
+                dims = [d.dim_param or d.dim_value for d in value.type.tensor_type.shape.dim]
+                assert dims == spec["shape"] and spec["dtype"] == "float32"
+            opset = {o.domain: o.version for o in model.opset_import}[""]
+            assert opset >= 18 if entry["file"].endswith("int8.onnx") else opset == 18
+
+
+def test_variants_psnr_recorded_and_real(ts_folder, ckpt):
+    manifest = _manifest(ts_folder)
+    variants = manifest["verification"]["variants"]
+    floor = manifest["verification"]["psnr_floor"]
+    frames = np.random.default_rng(0).random((2, CONTEXT, 1, 16, 16), dtype=np.float32)
+    expected = _torch_future(ckpt, frames)
+    for variant in ("fp16", "int8"):
+        record = variants[variant]
+        for graph in ("rollout", "step"):
+            psnr = record[graph]["parity"]["random"]["psnr"]
+            assert len(psnr) == HORIZON and all(10 < p < 200 for p in psnr)
+        assert record["below_floor"] == (record["min_psnr"] < floor)
+        # The variant really is lossy and the recorded PSNR is what it gives.
+        out = verify.rollout_outputs(verify.ort_session(ts_folder / f"rollout.{variant}.onnx"), frames)
+        got = verify.compare(out, expected)
+        assert got["worst_max_abs"] > 1e-6
+        np.testing.assert_allclose(got["psnr"], record["rollout"]["parity"]["random"]["psnr"], atol=0.01)
+    int8 = onnx.load(ts_folder / "step.int8.onnx")
+    assert any(n.op_type == "QuantizeLinear" for n in int8.graph.node)
+    assert variants["int8"]["calibration"]["synthetic"] is False
+    assert variants["int8"]["calibration"]["step_samples"] == 2 * (CONTEXT + HORIZON - 1)
+    fp16 = onnx.load(ts_folder / "step.fp16.onnx")
+    assert any(i.data_type == onnx.TensorProto.FLOAT16 for i in fp16.graph.initializer)
+
+
+def test_tensorrt_preflight(ts_folder, tmp_path):
+    report = _manifest(ts_folder)["tensorrt_preflight"]
+    for name in ("rollout.onnx", "step.onnx", "rollout.int8.onnx", "step.fp16.onnx"):
+        assert report[name]["ok"], report[name]
+        assert report[name]["trt_version"].startswith("10")
+    assert report["step.int8.onnx"]["qdq_issues"]["count"] == 0
+    # A graph TensorRT would refuse: an unsupported op and a dynamic spatial dimension.
+    from onnx import TensorProto, helper
+    graph = helper.make_graph(
+        [helper.make_node("Unique", ["x"], ["y"])], "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", "width"])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n"])])
+    path = tmp_path / "bad.onnx"
+    onnx.save(helper.make_model(graph), path)
+    bad = preflight(path, dynamic_batch=True)
+    assert not bad["ok"] and bad["unsupported_ops"] == ["Unique"]
+    assert bad["dynamic_dims"] == ["x[1]=width", "y[0]=n"]
+
+
+def test_spec_round_trip_is_torch_free(ts_folder):
+    manifest = _manifest(ts_folder)
+    spec = ExportSpec.from_manifest(manifest)
+    assert spec.to_dict() == manifest["spec"]
+    assert spec.graph_entry("step", "int8") == manifest["graphs"]["step"]["int8"]
+    code = ("import sys, json; from mspn.export.spec import ExportSpec; "
+            f"s = ExportSpec.from_manifest(json.load(open({str(ts_folder / 'manifest.json')!r}))); "
+            "assert 'torch' not in sys.modules and 'onnx' not in sys.modules; print(s.horizon)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == str(HORIZON)
+    with pytest.raises(MSPNError, match="not an mspn model manifest"):
+        ExportSpec.from_manifest({"format": "other"})
+
+
+# --- bad input --------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("extra, message", [
+    (["--context", "0"], "context must be >= 1"),
+    (["--horizon", "0"], "horizon must be >= 1"),
+    (["--size", "18x18"], "frame size 18x18 .* multiples of 4"),
+    (["--precision", "fp32,int4"], "unknown precision 'int4'"),
+])
+def test_bad_arguments(extra, message, ckpt, tmp_path, capsys):
+    out = tmp_path / "model"
+    assert main(["export", "--ckpt", str(ckpt), "--out", str(out), *extra]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert any(line.startswith("mspn export: error:") for line in err)
+    import re
+    assert re.search(message, "\n".join(err))
+    assert not out.exists() and list(tmp_path.iterdir()) == []
+
+
+def test_existing_folder_needs_force(ckpt, tmp_path):
+    out = tmp_path / "model"
+    out.mkdir()
+    with pytest.raises(MSPNError, match="already exists .*--force"):
+        export_model(ExportOptions(ckpt=str(ckpt), out=str(out), progress=False))
+
+
+def test_not_an_mspn_checkpoint(tmp_path):
+    bogus = tmp_path / "other.pt"
+    torch.save({"state_dict": {"w": torch.zeros(1)}}, bogus)
+    with pytest.raises(MSPNError, match="not an mspn checkpoint"):
+        export_model(ExportOptions(ckpt=str(bogus), out=str(tmp_path / "m"), progress=False))
+
+
+def test_calibration_data_of_another_size(ckpt, workdir, tmp_path):
+    other = workdir / "ds32"
+    write_synthetic(other, size=(32, 32), channels=1, videos=(1, 1, 1), frames=CONTEXT + HORIZON)
+    with pytest.raises(MSPNError, match=r"--calib .*1 channel\(s\) at 32x32; the model takes 1 channel\(s\) at 16x16"):
+        export_model(ExportOptions(ckpt=str(ckpt), out=str(tmp_path / "m"), precisions=("fp32", "int8"),
+                                   calib=str(other), progress=False))
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_parity_failure_leaves_nothing(ckpt, tmp_path):
+    out = tmp_path / "model"
+    with pytest.raises(MSPNError, match=r"fp32 rollout.onnx failed its rollout check .*tolerance 1e-12"):
+        export_model(ExportOptions(ckpt=str(ckpt), out=str(out), context=1, horizon=1, tolerance=1e-12,
+                                   exporter="torchscript", progress=False))
+    assert list(tmp_path.iterdir()) == []
