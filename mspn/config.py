@@ -221,7 +221,7 @@ PRESETS = {
         name="tiny",
         model=ModelConfig(channels=(16, 32, 64), levels=2, hidden=16, frame_channels=1),
         data=DataConfig(size=(32, 32), context=5, pred_steps=5),
-        train=TrainConfig(lr=2e-3, weight_decay=0.0, batch_size=8, epochs=6, checkpoint_every=50),
+        train=TrainConfig(lr=2e-3, weight_decay=0.0, batch_size=8, epochs=8, checkpoint_every=50),
         adv=AdvConfig(disc_channels=(8, 16, 32), g_lr=1e-5, d_lr=1e-4, batch_size=4, epochs=1),
     ),
     # Smallest config the full hierarchy allows; for fast tests.
