@@ -20,6 +20,7 @@ from mspn.config import Config, ConfigError
 from mspn.errors import MSPNError
 from mspn.fileio import atomic_path
 from mspn.models.mspn import MSPN
+from mspn.statedict import describe_mismatch
 
 FORMAT = "mspn-checkpoint"
 VERSION = 1
@@ -89,18 +90,7 @@ def load_checkpoint(path: str | Path, expect: Config | None = None) -> Checkpoin
 
 def load_weights(module: torch.nn.Module, state: dict, what: str) -> None:
     """Strict load with a one-line error naming missing and unexpected keys and bad shapes."""
-    own = module.state_dict()
-    missing = sorted(set(own) - set(state))
-    unexpected = sorted(set(state) - set(own))
-    shapes = sorted(k for k in set(own) & set(state) if tuple(own[k].shape) != tuple(state[k].shape))
-    if missing or unexpected or shapes:
-        parts = []
-        if missing:
-            parts.append(f"missing {len(missing)} key(s): {', '.join(missing[:6])}{' ...' if len(missing) > 6 else ''}")
-        if unexpected:
-            parts.append(f"unexpected {len(unexpected)} key(s): {', '.join(unexpected[:6])}{' ...' if len(unexpected) > 6 else ''}")
-        if shapes:
-            parts.append(f"shape mismatch in {', '.join(shapes[:4])}")
-        raise MSPNError(f"{what} does not fit this model ({'; '.join(parts)}): "
-                        f"probably a checkpoint of another config")
+    problem = describe_mismatch(module.state_dict(), state, limit=6)
+    if problem:
+        raise MSPNError(f"{what} does not fit this model ({problem}): probably a checkpoint of another config")
     module.load_state_dict(state)

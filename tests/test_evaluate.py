@@ -15,13 +15,6 @@ from mspn.evaluate import evaluate
 from mspn.models.mspn import MSPN
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """Two cores are shared by parallel test runs; oversubscribed intra-op threads run 10x slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def _videos(root, count=3, frames=11, channels=1, size=16, seed=0):

@@ -8,13 +8,6 @@ from mspn.errors import MSPNError
 from mspn.metrics import ALEXNET_FILE, LPIPS_MIN_SIDE, StepMetrics, load_lpips
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """Two cores are shared by parallel test runs; oversubscribed intra-op threads run 10x slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def _pair(channels=1, batch=3, steps=4, size=16, seed=0):

@@ -11,13 +11,6 @@ from mspn.models.mspn import MSPN
 from mspn.predict import predict_file
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """Two cores are shared by parallel test runs; oversubscribed intra-op threads run 10x slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

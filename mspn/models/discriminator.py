@@ -16,6 +16,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from mspn.errors import MSPNError
+from mspn.statedict import describe_mismatch
 
 HEAD_CHANNELS = 1024
 HIDDEN = 256
@@ -131,20 +132,8 @@ def map_reference_discriminator_state(state: dict, config=None, frame_size=None)
         raise MSPNError(f"reference discriminator has unexpected keys: {', '.join(sorted(unexpected)[:6])}")
     if config is not None:
         size = tuple(frame_size or config.data.size)
-        own = build_discriminator(config, size).state_dict()
-        missing = sorted(set(own) - set(mapped))
-        extra = sorted(set(mapped) - set(own))
-        shapes = sorted(k for k in set(own) & set(mapped) if tuple(own[k].shape) != tuple(mapped[k].shape))
-        if missing or extra or shapes:
-            parts = []
-            if missing:
-                parts.append(f"missing {', '.join(missing[:4])}")
-            if extra:
-                parts.append(f"unexpected {', '.join(extra[:4])}")
-            if shapes:
-                parts.append("shape mismatch " + ", ".join(
-                    f"{k} {tuple(mapped[k].shape)} vs {tuple(own[k].shape)}" for k in shapes[:3]))
+        problem = describe_mismatch(build_discriminator(config, size).state_dict(), mapped, limit=4)
+        if problem:
             raise MSPNError(f"reference discriminator does not fit adv.disc_channels="
-                            f"{list(config.adv.disc_channels)} at {size[0]}x{size[1]} frames ("
-                            + "; ".join(parts) + ")")
+                            f"{list(config.adv.disc_channels)} at {size[0]}x{size[1]} frames ({problem})")
     return mapped

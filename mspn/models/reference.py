@@ -13,6 +13,7 @@ from pathlib import Path
 
 from mspn.config import ModelConfig
 from mspn.errors import MSPNError
+from mspn.statedict import describe_mismatch
 
 _RESBLOCK = {"bottleneck.0": "conv1", "bottleneck.2": "conv2", "res": "proj"}
 _STAGE = {"0": "res_in", "2": "res_out"}
@@ -77,19 +78,9 @@ def map_reference_state(state: dict, config: ModelConfig) -> dict:
             continue
         if ours is not None:
             mapped[f"levels.{level}.{ours}"] = tensor
-    own = MSPN(config).state_dict()
-    missing = sorted(set(own) - set(mapped))
-    shapes = sorted(k for k in set(own) & set(mapped) if tuple(own[k].shape) != tuple(mapped[k].shape))
-    unexpected += sorted(set(mapped) - set(own))
-    if unexpected or missing or shapes:
-        parts = []
-        if unexpected:
-            parts.append(f"unexpected keys: {', '.join(sorted(unexpected))}")
-        if missing:
-            parts.append(f"missing keys: {', '.join(missing)}")
-        if shapes:
-            parts.append("shape mismatch: " + ", ".join(
-                f"{k} {tuple(mapped[k].shape)} vs {tuple(own[k].shape)}" for k in shapes))
+    problem = describe_mismatch(MSPN(config).state_dict(), mapped)
+    if unexpected or problem:
+        parts = ([f"unexpected keys: {', '.join(sorted(unexpected))}"] if unexpected else []) + ([problem] if problem else [])
         raise MSPNError("reference checkpoint does not match this config (" + "; ".join(parts) + ")")
     return mapped
 

@@ -69,7 +69,7 @@ def test_reference_state_maps_onto_ours_tensor_for_tensor():
 
 def test_reference_made_for_another_size_or_layout_is_refused():
     config = load_config("paper-rgb")      # 96x128 frames: final kernel 3x4, the reference's is 4x4
-    with pytest.raises(MSPNError, match=r"does not fit .* 96x128 frames .*shape mismatch head.weight"):
+    with pytest.raises(MSPNError, match=r"does not fit .* 96x128 frames .*shape mismatch: head.weight"):
         map_reference_discriminator_state(reference_state(), config)
     state = reference_state()
     state["conv.1.weird.weight"] = torch.zeros(1)
