@@ -122,3 +122,26 @@ def test_vendored_layouts_equal_the_shared_originals():
         pytest.skip(f"{shared} not present: nothing to compare the copies with")
     for original in shared.glob("keys-*.txt"):
         assert (REFERENCE / original.name).read_text() == original.read_text(), original.name
+
+
+def test_import_reference_adversarial_checkpoint_converts_both_networks(tmp_path):
+    """A reference adversarial checkpoint (g_model + d_img_model) of paper-rgb, discriminator
+    made for 128x128 frames as the reference's is: both networks land in our checkpoint."""
+    from mspn.models.discriminator import build_discriminator
+    from tests.models.test_discriminator import reference_state as reference_discriminator_state
+
+    generator = {k: torch.randn(s) if len(s) else torch.zeros(s)
+                 for k, s in reference_layout("paper-rgb").items()}
+    discriminator = reference_discriminator_state()
+    torch.save({"g_model": generator, "d_img_model": discriminator, "epoch": 60}, tmp_path / "adv.pt")
+    import_reference_file(tmp_path / "adv.pt", "paper-rgb", tmp_path / "ours.pt", size=(128, 128))
+    ckpt = load_checkpoint(tmp_path / "ours.pt")
+    assert ckpt.frame_size == (128, 128)
+    model = ckpt.build_model()
+    assert torch.equal(model.levels[0].gates.in_conv.weight, generator["EHcell.en_decoder.in_conv.0.weight"])
+    ours = build_discriminator(ckpt.config, (128, 128))
+    ours.load_state_dict(ckpt.extra["discriminator"])
+    assert torch.equal(ours.state_dict()[next(iter(ours.state_dict()))], discriminator["layer1.weight"])
+    # The reference's discriminator has a kernel for 128x128 frames: at 96x128 it does not fit.
+    with pytest.raises(MSPNError, match="reference discriminator does not fit"):
+        import_reference_file(tmp_path / "adv.pt", "paper-rgb", tmp_path / "x.pt")
