@@ -7,6 +7,7 @@ same signature (TorchScript otherwise leaves invented names on some output dimen
 from __future__ import annotations
 
 import contextlib
+import inspect
 import io
 import logging
 import time
@@ -76,12 +77,21 @@ def export_graph(module: nn.Module, example: tuple[torch.Tensor, ...], path: str
     example: the tracing inputs, in the order of ``spec.signature(graph)[0]``.
     Raises whatever the exporter raises; the caller decides about fallback.
     """
+    path = Path(path)
+    start = time.perf_counter()
+    model = export_proto(module, example, spec, graph, exporter)
+    # Single file, weights embedded: the runtime and TensorRT get one path per graph.
+    onnx.save_model(model, str(path), save_as_external_data=False)
+    return ExportedGraph(path, exporter, time.perf_counter() - start)
+
+
+def export_proto(module: nn.Module, example: tuple[torch.Tensor, ...], spec: ExportSpec, graph: str,
+                 exporter: str) -> onnx.ModelProto:
+    """The ModelProto of one wrapper module, its inputs/outputs stamped with the spec's signature."""
     if exporter not in EXPORTERS:
         raise MSPNError(f"unknown exporter {exporter!r}; choose from {', '.join(EXPORTERS)}")
-    path = Path(path)
     inputs, outputs = spec.signature(graph)
     in_names, out_names = [t.name for t in inputs], [t.name for t in outputs]
-    start = time.perf_counter()
     module.eval()
     with _quiet(), torch.no_grad():
         if exporter == "dynamo":
@@ -102,20 +112,20 @@ def export_graph(module: nn.Module, example: tuple[torch.Tensor, ...], path: str
         # The dynamo exporter stores a Python stack trace per node: bulky, and it leaks local paths.
         del node.metadata_props[:]
     model.producer_name = f"mspn-export ({exporter})"
-    # Single file, weights embedded: the runtime and TensorRT get one path per graph.
-    onnx.save_model(model, str(path), save_as_external_data=False)
-    return ExportedGraph(path, exporter, time.perf_counter() - start)
+    return model
 
 
 def _dynamo_shapes(module: nn.Module, example: tuple, spec: ExportSpec):
     """dynamic_shapes for torch.export: axis 0 of every input is the batch, or nothing is dynamic.
 
-    StepGraph takes (frame, open_loop, *state), so its spec nests the state inputs in one tuple.
+    Follows the forward's signature: one entry per named parameter, and one tuple for ``*state``.
     """
     if not spec.dynamic_batch:
         return None
     batch = torch.export.Dim(BATCH, min=spec.batch_min, max=max(spec.batch_max, 2))
-    per_input = [{0: batch} for _ in example]
-    if len(example) == 1:
-        return (per_input[0],)
-    return (per_input[0], per_input[1], tuple(per_input[2:]))
+    params = list(inspect.signature(module.forward).parameters.values())
+    named = [p for p in params if p.kind is not inspect.Parameter.VAR_POSITIONAL]
+    shapes: list = [{0: batch} for _ in named]
+    if len(named) < len(params):
+        shapes.append(tuple({0: batch} for _ in example[len(named):]))
+    return tuple(shapes)

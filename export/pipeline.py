@@ -19,6 +19,10 @@ from mspn.errors import MSPNError
 from mspn.export.spec import PRECISIONS, ExportSpec
 
 GRAPHS = ("rollout", "step")
+# How rollout.onnx is made: "unrolled" exports the open- and closed-loop steps and wires copies of
+# them in ONNX (seconds, at any horizon); "traced" exports the whole unrolled PyTorch loop (its
+# export time grows faster than the horizon: minutes to hours for the paper configs).
+ROLLOUT_BUILDS = ("unrolled", "traced")
 
 
 @dataclass
@@ -41,6 +45,7 @@ class ExportOptions:
     tolerance: float = 1e-4
     psnr_floor: float = 30.0
     exporter: str = "auto"          # "auto" (dynamo, then TorchScript), "dynamo", "torchscript"
+    rollout: str = "unrolled"       # "unrolled" (step pieces wired in ONNX) or "traced" (one module)
     opset: int = 18
     channel_order: str | None = None
     force: bool = False
@@ -64,7 +69,7 @@ def export_from_args(args) -> int:
         precisions=parse_precisions(args.precision), static_batch=args.static_batch,
         max_batch=args.max_batch, data=args.data, calib=args.calib, calib_split=args.calib_split,
         calib_clips=args.calib_clips, verify_clips=args.verify_clips, tolerance=args.tolerance,
-        psnr_floor=args.psnr_floor, exporter=args.exporter, opset=args.opset,
+        psnr_floor=args.psnr_floor, exporter=args.exporter, rollout=args.rollout, opset=args.opset,
         channel_order=args.channel_order, force=args.force, seed=args.seed)
     manifest = export_model(options)
     fp32 = manifest["verification"]["fp32"]
@@ -180,19 +185,19 @@ def _summary(results: dict) -> tuple[float, float]:
             min(r["min_psnr"] for r in results.values()))
 
 
-def _export_verified(module, example, path: Path, graph: str, spec: ExportSpec, exporter: str,
+def _export_verified(build, path: Path, graph: str, spec: ExportSpec, exporter: str,
                      initial: dict, inputs: dict, reference: dict) -> tuple[dict, dict]:
     """Export one graph, dynamo first; fall back to TorchScript when it fails or misses parity.
 
+    build(exporter name) writes ``path`` and returns an ExportedGraph.
     Returns (export record, fp32 parity results). Raises MSPNError when no exporter passes.
     """
     from mspn.export import verify
-    from mspn.export.onnx_export import export_graph
     order = ["dynamo", "torchscript"] if exporter == "auto" else [exporter]
     failures = []
     for name in order:
         try:
-            done = export_graph(module, example, path, spec, graph, name)
+            done = build(name)
             verify.check_model(path)
             results = _graph_parity(path, graph, spec, initial, inputs, reference)
         except MSPNError as exc:
@@ -226,6 +231,8 @@ def export_model(options: ExportOptions) -> dict:
     parse_precisions(",".join(options.precisions))
     if options.exporter not in ("auto", "dynamo", "torchscript"):
         raise MSPNError(f"unknown exporter {options.exporter!r}; choose auto, dynamo or torchscript")
+    if options.rollout not in ROLLOUT_BUILDS:
+        raise MSPNError(f"unknown rollout build {options.rollout!r}; choose {' or '.join(ROLLOUT_BUILDS)}")
     for label, folder in (("--data", options.data), ("--calib", options.calib)):
         if folder is not None and not Path(folder).is_dir():
             raise MSPNError(f"{label} folder not found: {folder}")
@@ -292,13 +299,11 @@ def _export_into(work: Path, spec: ExportSpec, options: ExportOptions, checkpoin
 
 def _stages(bar, work: Path, spec: ExportSpec, options: ExportOptions, checkpoint, inputs: dict,
             data_info: dict | None, calib: np.ndarray | None) -> dict:
-    import torch
-
     from mspn.export import manifest as manifest_io
     from mspn.export import precision as prec
     from mspn.export import verify
     from mspn.export.preflight import preflight
-    from mspn.export.wrappers import RolloutGraph, StepGraph, initial_state
+    from mspn.export.wrappers import initial_state
 
     started = time.perf_counter()
 
@@ -318,22 +323,15 @@ def _stages(bar, work: Path, spec: ExportSpec, options: ExportOptions, checkpoin
     bar.update()
 
     # fp32 graphs, each verified the moment it is written.
-    example_b = spec.example_batch()
-    modules = {
-        "rollout": (RolloutGraph(model, spec.horizon, spec.height, spec.width).eval(),
-                    (torch.rand(example_b, spec.context, spec.channels, spec.height, spec.width),)),
-        "step": (StepGraph(model).eval(),
-                 (torch.rand(example_b, spec.channels, spec.height, spec.width), torch.ones(example_b))
-                 + tuple(torch.from_numpy(init[n]).expand(example_b, -1, -1, -1).contiguous() for n in names)),
-    }
+    builders = _graph_builders(model, spec, init, options.rollout, work)
     export_records, fp32 = {}, {}
     for graph in GRAPHS:
         stage(f"fp32 {graph}")
-        module, example = modules[graph]
         export_records[graph], fp32[graph] = _export_verified(
-            module, example, work / spec.graph_file(graph, "fp32"), graph, spec, options.exporter,
+            builders[graph], work / spec.graph_file(graph, "fp32"), graph, spec, options.exporter,
             init, inputs, reference)
         bar.update()
+    export_records["rollout"]["build"] = options.rollout
 
     verification = {
         "reference": "PyTorch MSPN.rollout, float32",
@@ -415,6 +413,44 @@ def _stages(bar, work: Path, spec: ExportSpec, options: ExportOptions, checkpoin
                   f"dynamic dims {result['dynamic_dims']}, Q/DQ issues {result['qdq_issues']['count']}",
                   file=sys.stderr)
     return manifest
+
+
+def _graph_builders(model, spec: ExportSpec, init: dict, rollout: str, work: Path) -> dict:
+    """{graph: build(exporter) -> ExportedGraph writing work/<graph>.onnx}."""
+    import torch
+
+    from mspn.export.onnx_export import ExportedGraph, export_graph, export_proto, stamp_signature
+    from mspn.export.unroll import unroll
+    from mspn.export.wrappers import ClosedLoopStep, OpenLoopStep, RolloutGraph, StepGraph
+
+    names = spec.state_names()
+    batch = spec.example_batch()
+    frame = torch.rand(batch, spec.channels, spec.height, spec.width)
+    state = tuple(torch.from_numpy(init[n]).expand(batch, -1, -1, -1).contiguous() for n in names)
+    rollout_path, step_path = work / spec.graph_file("rollout", "fp32"), work / spec.graph_file("step", "fp32")
+
+    def step(exporter):
+        return export_graph(StepGraph(model).eval(), (frame, torch.ones(batch)) + state, step_path, spec,
+                            "step", exporter)
+
+    def traced_rollout(exporter):
+        frames = torch.rand(batch, spec.context, spec.channels, spec.height, spec.width)
+        return export_graph(RolloutGraph(model, spec.horizon, spec.height, spec.width).eval(), (frames,),
+                            rollout_path, spec, "rollout", exporter)
+
+    def unrolled_rollout(exporter):
+        import onnx
+        start = time.perf_counter()
+        open_step = export_proto(OpenLoopStep(model), (frame,) + state, spec, "open_step", exporter)
+        closed_step = export_proto(ClosedLoopStep(model), state, spec, "closed_step", exporter)
+        rollout_model = unroll(open_step, closed_step, init, spec.context, spec.horizon, names)
+        inputs, outputs = spec.signature("rollout")
+        stamp_signature(rollout_model, inputs, outputs)
+        rollout_model.producer_name = open_step.producer_name
+        onnx.save_model(rollout_model, str(rollout_path), save_as_external_data=False)
+        return ExportedGraph(rollout_path, exporter, time.perf_counter() - start)
+
+    return {"rollout": unrolled_rollout if rollout == "unrolled" else traced_rollout, "step": step}
 
 
 def _fp16_graph(src: Path, dst: Path, graph: str, spec: ExportSpec, init, inputs, reference) -> dict:

@@ -167,10 +167,16 @@ class ExportSpec:
             self.state_specs("_out")
 
     def signature(self, graph: str) -> tuple[list[TensorSpec], list[TensorSpec]]:
+        """(inputs, outputs) of a graph: "rollout", "step", or the rollout's pieces "open_step"
+        (frame + state -> state) and "closed_step" (state -> state)."""
         if graph == "rollout":
             return self.rollout_inputs(), self.rollout_outputs()
         if graph == "step":
             return self.step_inputs(), self.step_outputs()
+        if graph == "open_step":
+            return self.step_inputs()[:1] + self.state_specs(), self.state_specs("_out")
+        if graph == "closed_step":
+            return self.state_specs(), self.state_specs("_out")
         raise MSPNError(f"unknown graph {graph!r} (rollout or step)")
 
     def dynamic_axes(self, graph: str) -> dict[str, dict[int, str]]:

@@ -6,6 +6,10 @@ A step takes the frame that arrived, computes every level's error against it, an
 top-down to predict the following frame. The state before the first frame is the cells' output
 on the all-zeros t = 0 state: a constant that depends only on the weights, so it is computed once
 at export time (``initial_state``) instead of being recomputed in every graph call.
+
+rollout.onnx is built from two step pieces, OpenLoopStep (a context frame arrives) and
+ClosedLoopStep (the model feeds itself), exported once each and unrolled in ONNX
+(mspn.export.unroll); RolloutGraph is the same computation as one traced module.
 """
 from __future__ import annotations
 
@@ -67,13 +71,58 @@ class StepGraph(nn.Module):
         self.levels = len(model.levels)
 
     def forward(self, frame: torch.Tensor, open_loop: torch.Tensor, *state: torch.Tensor):
-        cells = [CellState(state[3 * l], state[3 * l + 1]) for l in range(self.levels)]
-        predictions = [state[3 * l + 2] for l in range(self.levels)]
+        cells, predictions = _unpack(state, self.levels)
         predictions, cells = _advance(self.model, frame, open_loop, cells, predictions)
-        outputs = [predictions[0]]
-        for level in range(self.levels):
-            outputs += [cells[level].h, cells[level].c, predictions[level]]
-        return tuple(outputs)
+        return (predictions[0],) + _pack(predictions, cells)
+
+
+class OpenLoopStep(nn.Module):
+    """One context step of the rollout: a real frame arrives (piece of the unrolled rollout.onnx).
+
+    inputs:  frame (B, C, H, W) float32 in [0, 1], then the state as in StepGraph
+    outputs: h_l_out, c_l_out, pred_l_out per level (pred_0_out is the predicted next frame)
+    """
+
+    def __init__(self, model: MSPN):
+        super().__init__()
+        self.model = model
+        self.levels = len(model.levels)
+
+    def forward(self, frame: torch.Tensor, *state: torch.Tensor):
+        cells, predictions = _unpack(state, self.levels)
+        state = MSPNState(tuple(cells), self.model.errors(predictions, frame))
+        return _pack(*self.model.predict_levels(state))
+
+
+class ClosedLoopStep(nn.Module):
+    """One horizon step of the rollout: no frame, the target is the model's own pred_0, so level
+    0's error is exactly zero (piece of the unrolled rollout.onnx).
+
+    inputs:  the state as in StepGraph; outputs: as OpenLoopStep
+    """
+
+    def __init__(self, model: MSPN):
+        super().__init__()
+        self.model = model
+        self.levels = len(model.levels)
+
+    def forward(self, *state: torch.Tensor):
+        cells, predictions = _unpack(state, self.levels)
+        state = MSPNState(tuple(cells), self.model.errors(predictions, predictions[0]))
+        return _pack(*self.model.predict_levels(state))
+
+
+def _unpack(state: tuple[torch.Tensor, ...], levels: int):
+    """(h_0, c_0, pred_0, h_1, ...) -> ([CellState per level], [pred per level])."""
+    return ([CellState(state[3 * l], state[3 * l + 1]) for l in range(levels)],
+            [state[3 * l + 2] for l in range(levels)])
+
+
+def _pack(predictions: list[torch.Tensor], cells: list[CellState]) -> tuple[torch.Tensor, ...]:
+    out = []
+    for cell, pred in zip(cells, predictions):
+        out += [cell.h, cell.c, pred]
+    return tuple(out)
 
 
 class RolloutGraph(nn.Module):

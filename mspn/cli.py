@@ -264,6 +264,9 @@ def _add_export(sub):
     p.add_argument("--tolerance", type=float, default=1e-4, help="fp32 max abs error vs PyTorch")
     p.add_argument("--psnr-floor", type=float, default=30.0, help="dB; variants below are flagged")
     p.add_argument("--exporter", default="auto", choices=["auto", "dynamo", "torchscript"])
+    p.add_argument("--rollout", default="unrolled", choices=["unrolled", "traced"],
+                   help="unrolled: export the open- and closed-loop steps and wire copies of them into "
+                        "rollout.onnx (fast at any horizon); traced: export the unrolled PyTorch loop")
     p.add_argument("--opset", type=int, default=18)
     p.add_argument("--channel-order", choices=["gray", "bgr", "rgb"],
                    help="default: gray for 1 channel, bgr (the reference's) for 3")

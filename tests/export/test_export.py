@@ -62,15 +62,15 @@ def dataset(workdir) -> Path:
 def ts_folder(workdir, ckpt, dataset) -> Path:
     """TorchScript by fallback (dynamo made to fail), fp32 + fp16 + int8, real data and calibration."""
     out = workdir / "ts"
-    real = onnx_export.export_graph
+    real = onnx_export.export_proto
 
-    def dynamo_breaks(module, example, path, spec, graph, exporter):
+    def dynamo_breaks(module, example, spec, graph, exporter):
         if exporter == "dynamo":
             raise RuntimeError("simulated dynamo failure")
-        return real(module, example, path, spec, graph, exporter)
+        return real(module, example, spec, graph, exporter)
 
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(onnx_export, "export_graph", dynamo_breaks)
+        mp.setattr(onnx_export, "export_proto", dynamo_breaks)
         export_model(ExportOptions(ckpt=str(ckpt), out=str(out), context=CONTEXT, horizon=HORIZON,
                                    precisions=("fp32", "fp16", "int8"), data=str(dataset),
                                    calib=str(dataset), calib_clips=2, verify_clips=2, progress=False))
