@@ -2,7 +2,8 @@
 the parity figures, each config in its own subprocess (so peak RSS is that export's alone).
 
     python benchmarks/export_cost.py --runs tiny:5:5 paper-mnist:10:10 paper-rgb:10:10
-    python benchmarks/export_cost.py --runs paper-rgb:10:30 --precision fp32   # heavy: run once
+    python benchmarks/export_cost.py --runs paper-rgb:10:30 --precision fp32
+    python benchmarks/export_cost.py --runs tiny:10:30 --rollout traced      # the old, traced rollout
 
 A run is CONFIG:CONTEXT:HORIZON[:SIZE]. Weights are random (seeded), with the prediction convs
 scaled x30 so predictions are not ~1e-4 and the parity figures mean something. Results are
@@ -22,7 +23,7 @@ from pathlib import Path
 RESULTS = Path(__file__).parent / "results" / "export_cost.json"
 
 
-def child(run: str, precision: str, exporter: str, work: str) -> dict:
+def child(run: str, precision: str, exporter: str, rollout: str, work: str) -> dict:
     import torch
 
     from mspn.checkpoint import save_checkpoint
@@ -46,7 +47,7 @@ def child(run: str, precision: str, exporter: str, work: str) -> dict:
     start = time.perf_counter()
     manifest = export_model(ExportOptions(ckpt=str(ckpt), out=str(out), context=int(context),
                                           horizon=int(horizon), precisions=parse_precisions(precision),
-                                          exporter=exporter, verify_clips=1))
+                                          exporter=exporter, rollout=rollout, verify_clips=1))
     wall = time.perf_counter() - start
     fp32 = manifest["verification"]["fp32"]
     return {
@@ -62,11 +63,11 @@ def child(run: str, precision: str, exporter: str, work: str) -> dict:
     }
 
 
-def parent(runs: list[str], precision: str, exporter: str) -> None:
+def parent(runs: list[str], precision: str, exporter: str, rollout: str) -> None:
     for run in runs:
         with tempfile.TemporaryDirectory(prefix="export_cost.") as work:
             proc = subprocess.Popen([sys.executable, __file__, "--child", run, "--precision", precision,
-                                     "--exporter", exporter, "--work", work],
+                                     "--exporter", exporter, "--rollout", rollout, "--work", work],
                                     stdout=subprocess.PIPE, text=True)
             output = proc.stdout.read()
             _, status, usage = os.wait4(proc.pid, 0)
@@ -78,11 +79,11 @@ def parent(runs: list[str], precision: str, exporter: str) -> None:
         record["peak_rss_gb"] = round(usage.ru_maxrss / 2**20, 2)  # ru_maxrss is in KiB on Linux
         # Re-read just before writing: another run of this script may have added results meanwhile.
         results = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {}
-        results[f"{run}/{precision}"] = record
+        results[f"{run}/{precision}" + ("" if rollout == "unrolled" else f"/{rollout}")] = record
         RESULTS.parent.mkdir(parents=True, exist_ok=True)
         RESULTS.write_text(json.dumps(results, indent=2) + "\n")
         ex = record["export"]
-        print(f"{run:22s} {precision:14s} wall {record['wall_s']:7.1f} s  rollout {ex['rollout']['exporter']} "
+        print(f"{run:22s} {precision:14s} wall {record['wall_s']:7.1f} s  rollout {rollout} {ex['rollout']['exporter']} "
               f"{ex['rollout']['seconds']:7.1f} s  step {ex['step']['exporter']} {ex['step']['seconds']:6.1f} s  "
               f"peak {record['peak_rss_gb']:5.2f} GB  rollout.onnx {record['sizes_mb']['rollout.onnx']:7.1f} MB  "
               f"max abs {record['fp32_rollout_max_abs']:.1e} / step loop {record['fp32_step_loop_max_abs']:.1e}",
@@ -94,13 +95,14 @@ def main() -> None:
     parser.add_argument("--runs", nargs="+", default=["tiny:5:5", "paper-mnist:10:10"])
     parser.add_argument("--precision", default="fp32")
     parser.add_argument("--exporter", default="auto")
+    parser.add_argument("--rollout", default="unrolled", choices=["unrolled", "traced"])
     parser.add_argument("--child")
     parser.add_argument("--work")
     args = parser.parse_args()
     if args.child:
-        print(json.dumps(child(args.child, args.precision, args.exporter, args.work)))
+        print(json.dumps(child(args.child, args.precision, args.exporter, args.rollout, args.work)))
     else:
-        parent(args.runs, args.precision, args.exporter)
+        parent(args.runs, args.precision, args.exporter, args.rollout)
 
 
 if __name__ == "__main__":

@@ -78,19 +78,31 @@ class FeedReader:
         return len(self._feeds)
 
 
-def to_int8(src: str | Path, dst: str | Path, feeds: list[Mapping[str, np.ndarray]]) -> dict:
+# Only the convolutions (their input activations and weights) are quantized; the elementwise LSTM
+# update (c = sig(f) * c + sig(i) * tanh(g), h = sig(o) * tanh(c)), the error maps and the
+# predictions stay float32. Quantizing those too (ONNX Runtime's default op list) rounds the cell
+# state to int8 at every step, an error that compounds over the rollout, and leaves Q/DQ pairs
+# around cheap elementwise ops that cost more than the ops themselves.
+INT8_OP_TYPES = ("Conv",)
+
+
+def to_int8(src: str | Path, dst: str | Path, feeds: list[Mapping[str, np.ndarray]],
+            op_types: Iterable[str] = INT8_OP_TYPES) -> dict:
     """Static int8 quantization in QDQ format, calibrated on ``feeds``.
 
     Per-channel symmetric int8 weights; int8 activations with zero point 0 (symmetric), because
     TensorRT's explicit quantization only accepts signed int8 with a zero point of 0.
+    op_types: the node types quantized (None: ONNX Runtime's default, every quantizable op).
     Returns the settings, for the manifest.
     """
+    op_types = None if op_types is None else list(op_types)
     from onnxruntime.quantization import (CalibrationMethod, QuantFormat, QuantType,
                                           quantize_static)
 
     settings = {"format": "QDQ", "per_channel": True, "weight_type": "QInt8",
-                "activation_type": "QInt8", "symmetric": True, "bias": "float", "calibrate_method": "MinMax",
-                "samples": len(feeds)}
+                "activation_type": "QInt8", "symmetric": True,
+                "bias": "int32 (folded to float for TensorRT at engine build)", "calibrate_method": "MinMax",
+                "samples": len(feeds), "op_types": op_types or "onnxruntime default"}
     quant_logger = logging.getLogger("onnxruntime.quantization")
     root_level = logging.getLogger().level
     previous = quant_logger.level
@@ -101,9 +113,11 @@ def to_int8(src: str | Path, dst: str | Path, feeds: list[Mapping[str, np.ndarra
         quantize_static(
             str(src), str(dst), FeedReader(feeds), quant_format=QuantFormat.QDQ, per_channel=True,
             weight_type=QuantType.QInt8, activation_type=QuantType.QInt8,
-            calibrate_method=CalibrationMethod.MinMax,
-            # Biases stay float: TensorRT fuses them itself and its DequantizeLinear takes int8 only.
-            extra_options={"ActivationSymmetric": True, "WeightSymmetric": True, "QuantizeBias": False})
+            calibrate_method=CalibrationMethod.MinMax, op_types_to_quantize=op_types,
+            # int32 biases: ONNX Runtime fuses DQ -> Conv -> Q into QLinearConv only with a quantized
+            # bias; with a float one the conv stays float and dequantizes its weights every call.
+            # TensorRT takes int8 DequantizeLinear only: build-engine folds these (mspn.runtime.qdq).
+            extra_options={"ActivationSymmetric": True, "WeightSymmetric": True, "QuantizeBias": True})
     finally:
         quant_logger.setLevel(previous)
         logging.getLogger().setLevel(root_level)

@@ -194,6 +194,19 @@ def test_variants_psnr_recorded_and_real(ts_folder, ckpt):
         np.testing.assert_allclose(got["psnr"], record["rollout"]["parity"]["random"]["psnr"], atol=0.01)
     int8 = onnx.load(ts_folder / "step.int8.onnx")
     assert any(n.op_type == "QuantizeLinear" for n in int8.graph.node)
+    # Only convolutions are quantized: the LSTM's elementwise state update stays float32.
+    assert variants["int8"]["step"]["settings"]["op_types"] == ["Conv"]
+    produced_by = {o: n.op_type for n in int8.graph.node for o in n.output}
+    read_by = {}
+    for node in int8.graph.node:
+        for value in node.input:
+            read_by.setdefault(value, set()).add(node.op_type)
+    dq_of = {n.input[0]: n.output[0] for n in int8.graph.node if n.op_type == "DequantizeLinear"}
+    quantized = [(n.input[0], dq_of.get(n.output[0])) for n in int8.graph.node if n.op_type == "QuantizeLinear"]
+    assert quantized and all(produced_by.get(v) == "Conv" or "Conv" in read_by.get(dq, ()) for v, dq in quantized)
+    dequantized = {n.output[0] for n in int8.graph.node if n.op_type == "DequantizeLinear"}
+    assert not any(n.op_type in ("Mul", "Sigmoid", "Tanh") and dequantized & set(n.input) for n in int8.graph.node)
+    assert _manifest(ts_folder)["tensorrt_preflight"]["step.int8.onnx"]["int32_bias_dequantize_folded_at_build"] > 0
     assert variants["int8"]["calibration"]["synthetic"] is False
     assert variants["int8"]["calibration"]["step_samples"] == 2 * (CONTEXT + HORIZON - 1)
     fp16 = onnx.load(ts_folder / "step.fp16.onnx")
