@@ -34,7 +34,6 @@ CONTEXT = 10
 # The matrix. runs / max_seconds (a measurement stops after it, with at least 3 runs) / clips /
 # stream (streaming sessions) / ab (alternating pairs) size the entries for 45-60 minutes of
 # measuring on a 2-core machine; each entry's time is written to the results file.
-MATRIX = [
 # calib: int8 calibration clips (each calibrates the rollout and, through its step loop, the step graph).
 MATRIX = [
     dict(name="tiny-h10", config="tiny", horizon=10, runs=50, max_seconds=15, clips=8, stream=5, ab=50, calib=8),
