@@ -115,6 +115,15 @@ def checkpoint(config: str) -> tuple[Path, str]:
     return path, "RANDOM (speed only; parity figures are indicative, accuracy figures meaningless)"
 
 
+def checkpoint_label(config: str) -> str:
+    """How checkpoint() makes this config's weights, without making them."""
+    if config == "tiny":
+        return "trained (the demo's tiny model, demo/run/best.pt)"
+    if config == "paper-mnist":
+        return "trained briefly (paper-mnist, 150 steps of batch 2 on synthetic 64x64 data)"
+    return "RANDOM (speed only; parity figures are indicative, accuracy figures meaningless)"
+
+
 def model_folder(entry: dict, ckpt: Path) -> Path:
     out = CACHE / "models" / entry["name"]
     stamp = {"ckpt": sha(ckpt), "context": CONTEXT, "horizon": entry["horizon"],
@@ -199,6 +208,9 @@ def main() -> int:
     parser.add_argument("--only", help="comma list of entry names (" + ", ".join(e["name"] for e in MATRIX) + ")")
     parser.add_argument("--threads", type=int, help="default: every usable CPU")
     parser.add_argument("--tag", help="results name (default <date>-<machine>)")
+    parser.add_argument("--report-only", action="store_true",
+                        help="measure nothing: rewrite the results file from the entries' JSON reports "
+                             "already in the results folder (e.g. after an interrupted run)")
     args = parser.parse_args()
 
     entries = MATRIX
@@ -218,6 +230,19 @@ def main() -> int:
     reports, sections, timings = {}, [], []
     for entry in entries:
         t0 = time.time()
+        if args.report_only:
+            report = out_dir / f"{entry['name']}.json"
+            if not report.is_file():
+                log(f"{entry['name']}: no report at {report}; left out")
+                continue
+            data = json.loads(report.read_text())
+            reports[entry["name"]] = data
+            from mspn.bench.report import markdown_table
+            charts = "".join(f"\n![{Path(c).stem}]({tag}/{Path(c).name})" for c in data.get("charts", []))
+            sections.append(f"## {entry['name']}\n\nWeights: {checkpoint_label(entry['config'])}.\n\n"
+                            f"{markdown_table(data)}\n{charts}\n")
+            timings.append(f"- {entry['name']}: from the report written {time.ctime(report.stat().st_mtime)}")
+            continue
         try:
             ckpt, weights = checkpoint(entry["config"])
             prepared = time.time()
@@ -251,7 +276,9 @@ def main() -> int:
             f"Machine: {machine.get('cpu', '?')}, {machine.get('usable_cpus', '?')} usable CPUs, "
             f"ISA {', '.join(machine.get('isa', []))}; versions {json.dumps(machine.get('versions', {}))}.",
             f"Command: `{Path(PY).name} benchmarks/run_suite.py{' --quick' if args.quick else ''}"
-            f"{' --only ' + args.only if args.only else ''}`; total {(time.time() - started) / 60:.1f} min.",
+            f"{' --only ' + args.only if args.only else ''}{' --report-only' if args.report_only else ''}`; "
+            + ("tables rewritten from the entries' reports." if args.report_only
+               else f"total {(time.time() - started) / 60:.1f} min."),
             "Latency = one full rollout call (context 10 in, horizon out); x torch = PyTorch eager time / "
             "backend time, runs alternating in one process; parity against the fp32 PyTorch output; "
             "SSIM against the ground-truth frames (unclipped predictions).", ""]
