@@ -86,16 +86,25 @@ def dataset(config: str) -> Path:
     return out
 
 
+# What the results file says about each entry's weights.
+WEIGHTS = {
+    "tiny-demo": "trained (the demo's tiny model, demo/run/best.pt)",
+    "tiny": "trained (tiny preset, synthetic 32x32 data)",
+    "paper-mnist": "trained briefly (paper-mnist, 150 steps of batch 2 on synthetic 64x64 data)",
+    "random": "RANDOM (speed only; parity figures are indicative, accuracy figures meaningless)",
+}
+
+
 def checkpoint(config: str) -> tuple[Path, str]:
     """(checkpoint, how its weights were made)."""
     if config == "tiny":
         demo = ROOT / "demo" / "run" / "best.pt"
         if demo.is_file():
-            return demo, "trained (the demo's tiny model, demo/run/best.pt)"
+            return demo, WEIGHTS["tiny-demo"]
         run = CACHE / "runs" / "tiny"
         if not (run / "best.pt").is_file():
             mspn("train", "--config", "tiny", "--data", str(dataset("tiny")), "--out", str(run))
-        return run / "best.pt", "trained (tiny preset, synthetic 32x32 data)"
+        return run / "best.pt", WEIGHTS["tiny"]
     if config == "paper-mnist":
         run = CACHE / "runs" / "paper-mnist"
         if not (run / "best.pt").is_file():
@@ -104,7 +113,7 @@ def checkpoint(config: str) -> tuple[Path, str]:
                  "--set", "train.steps_per_epoch=150", "--set", "train.epochs=1",
                  "--set", "train.val_clips=8", *(["--resume"] if (run / "last.pt").is_file() else []))
         best = run / "best.pt" if (run / "best.pt").is_file() else run / "last.pt"
-        return best, "trained briefly (paper-mnist, 150 steps of batch 2 on synthetic 64x64 data)"
+        return best, WEIGHTS["paper-mnist"]
     path = CACHE / "runs" / f"{config}-random.pt"
     if not path.is_file():
         log(f"random {config} weights (speed only) -> {path}")
@@ -112,16 +121,14 @@ def checkpoint(config: str) -> tuple[Path, str]:
                 "from mspn.checkpoint import save_checkpoint; torch.manual_seed(0); "
                 f"c = load_config('{config}'); save_checkpoint(sys.argv[1], c, MSPN(c.model).state_dict())")
         subprocess.run([PY, "-c", code, str(path)], check=True, cwd=ROOT)
-    return path, "RANDOM (speed only; parity figures are indicative, accuracy figures meaningless)"
+    return path, WEIGHTS["random"]
 
 
 def checkpoint_label(config: str) -> str:
     """How checkpoint() makes this config's weights, without making them."""
     if config == "tiny":
-        return "trained (the demo's tiny model, demo/run/best.pt)"
-    if config == "paper-mnist":
-        return "trained briefly (paper-mnist, 150 steps of batch 2 on synthetic 64x64 data)"
-    return "RANDOM (speed only; parity figures are indicative, accuracy figures meaningless)"
+        return WEIGHTS["tiny-demo" if (ROOT / "demo" / "run" / "best.pt").is_file() else "tiny"]
+    return WEIGHTS.get(config, WEIGHTS["random"])
 
 
 def model_folder(entry: dict, ckpt: Path) -> Path:
