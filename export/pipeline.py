@@ -323,7 +323,7 @@ def _stages(bar, work: Path, spec: ExportSpec, options: ExportOptions, checkpoin
     bar.update()
 
     # fp32 graphs, each verified the moment it is written.
-    builders = _graph_builders(model, spec, init, options.rollout, work)
+    builders, pieces = _graph_builders(model, spec, init, options.rollout, work)
     export_records, fp32 = {}, {}
     for graph in GRAPHS:
         stage(f"fp32 {graph}")
@@ -360,6 +360,12 @@ def _stages(bar, work: Path, spec: ExportSpec, options: ExportOptions, checkpoin
             src, dst = work / spec.graph_file(graph, "fp32"), work / spec.graph_file(graph, variant)
             if variant == "fp16":
                 record[graph] = _fp16_graph(src, dst, graph, spec, init, inputs, reference)
+            elif graph == "rollout" and pieces:
+                settings = _int8_unrolled_rollout(pieces, record["calibration"]["feeds"]["step"], init,
+                                                  spec, dst)
+                verify.check_model(dst)
+                results = _graph_parity(dst, graph, spec, init, inputs, reference)
+                record[graph] = {"settings": settings, "parity": results, "min_psnr": _summary(results)[1]}
             else:
                 settings = prec.to_int8(src, dst, record["calibration"]["feeds"][graph])
                 verify.check_model(dst)
@@ -415,12 +421,15 @@ def _stages(bar, work: Path, spec: ExportSpec, options: ExportOptions, checkpoin
     return manifest
 
 
-def _graph_builders(model, spec: ExportSpec, init: dict, rollout: str, work: Path) -> dict:
-    """{graph: build(exporter) -> ExportedGraph writing work/<graph>.onnx}."""
+def _graph_builders(model, spec: ExportSpec, init: dict, rollout: str, work: Path) -> tuple[dict, dict]:
+    """({graph: build(exporter) -> ExportedGraph writing work/<graph>.onnx}, pieces).
+
+    pieces: filled by the unrolled rollout's build with its {"open_step", "closed_step"} ONNX
+    models (the int8 rollout is unrolled from their quantized copies); empty for a traced rollout.
+    """
     import torch
 
-    from mspn.export.onnx_export import ExportedGraph, export_graph, export_proto, stamp_signature
-    from mspn.export.unroll import unroll
+    from mspn.export.onnx_export import ExportedGraph, export_graph, export_proto
     from mspn.export.wrappers import ClosedLoopStep, OpenLoopStep, RolloutGraph, StepGraph
 
     names = spec.state_names()
@@ -439,18 +448,58 @@ def _graph_builders(model, spec: ExportSpec, init: dict, rollout: str, work: Pat
                             rollout_path, spec, "rollout", exporter)
 
     def unrolled_rollout(exporter):
-        import onnx
         start = time.perf_counter()
         open_step = export_proto(OpenLoopStep(model), (frame,) + state, spec, "open_step", exporter)
         closed_step = export_proto(ClosedLoopStep(model), state, spec, "closed_step", exporter)
-        rollout_model = unroll(open_step, closed_step, init, spec.context, spec.horizon, names)
-        inputs, outputs = spec.signature("rollout")
-        stamp_signature(rollout_model, inputs, outputs)
-        rollout_model.producer_name = open_step.producer_name
-        onnx.save_model(rollout_model, str(rollout_path), save_as_external_data=False)
+        _save_unrolled(open_step, closed_step, init, spec, rollout_path)
+        pieces.update(open_step=open_step, closed_step=closed_step)
         return ExportedGraph(rollout_path, exporter, time.perf_counter() - start)
 
-    return {"rollout": unrolled_rollout if rollout == "unrolled" else traced_rollout, "step": step}
+    pieces: dict = {}
+    return {"rollout": unrolled_rollout if rollout == "unrolled" else traced_rollout, "step": step}, pieces
+
+
+def _save_unrolled(open_step, closed_step, init: dict, spec: ExportSpec, path: Path) -> None:
+    """Unroll the two step pieces into the rollout graph of ``spec`` and write it to ``path``."""
+    import onnx
+
+    from mspn.export.onnx_export import stamp_signature
+    from mspn.export.unroll import unroll
+    rollout_model = unroll(open_step, closed_step, init, spec.context, spec.horizon, spec.state_names())
+    inputs, outputs = spec.signature("rollout")
+    stamp_signature(rollout_model, inputs, outputs)
+    rollout_model.producer_name = open_step.producer_name
+    onnx.save_model(rollout_model, str(path), save_as_external_data=False)
+
+
+def _int8_unrolled_rollout(pieces: dict, step_feeds: list[dict], init: dict, spec: ExportSpec,
+                           dst: Path) -> dict:
+    """The int8 rollout as the unrolled copies of the int8 open- and closed-loop step pieces.
+
+    Quantizing the whole unrolled graph costs ONNX Runtime's quantizer time quadratic in its node
+    count (paper-mnist 10 -> 10: 340 s for one clip; 10 -> 30 several times that); each piece is one
+    step. Calibration: the step loop's feeds on the calibration clips, split by open_loop, so every
+    copy of a piece shares the ranges seen over all its steps.
+    """
+    import tempfile
+
+    import onnx
+
+    from mspn.export import precision as prec
+    names = spec.state_names()
+    open_feeds = [{"frame": f["frame"], **{n: f[n] for n in names}} for f in step_feeds if f["open_loop"].all()]
+    closed_feeds = [{n: f[n] for n in names} for f in step_feeds if not f["open_loop"].any()]
+    quantized, settings = {}, {}
+    with tempfile.TemporaryDirectory(dir=dst.parent, prefix=".int8-pieces-") as tmp:
+        for piece, feeds in (("open_step", open_feeds), ("closed_step", closed_feeds)):
+            out = Path(tmp) / f"{piece}.int8.onnx"
+            settings[piece] = prec.to_int8(pieces[piece], out, feeds)
+            quantized[piece] = onnx.load(str(out))
+    _save_unrolled(quantized["open_step"], quantized["closed_step"], init, spec, dst)
+    return dict(settings["open_step"], samples=len(open_feeds) + len(closed_feeds),
+                build="unrolled from the int8 open- and closed-loop step pieces",
+                piece_samples={"open_step": len(open_feeds), "closed_step": len(closed_feeds)},
+                nodes_quantized={p: s["nodes_quantized"] for p, s in settings.items()})
 
 
 def _fp16_graph(src: Path, dst: Path, graph: str, spec: ExportSpec, init, inputs, reference) -> dict:

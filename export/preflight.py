@@ -3,8 +3,9 @@
 Checks per graph: every op type is in export/data/trt_supported_ops.txt (onnx-tensorrt's support
 matrix), no dynamic dimension other than the batch on any graph input/output, int64 tensors
 (reported: values outside int32 range would be clamped where TensorRT narrows them), and Q/DQ
-nodes TensorRT rejects (zero point not 0, or not int8; int32 bias dequantization is counted apart,
-`mspn build-engine` folds it to float).
+nodes TensorRT rejects (zero point not 0, or not int8). The checks run on the graph as
+`mspn build-engine` hands it to TensorRT (mspn.runtime.qdq.tensorrt_ready: int32 bias
+dequantization folded to float, uint8 activations made symmetric int8); those rewrites are counted.
 """
 from __future__ import annotations
 
@@ -43,7 +44,10 @@ def preflight(path: str | Path, dynamic_batch: bool) -> dict:
     import onnx
     from onnx import numpy_helper
 
+    from mspn.runtime.qdq import tensorrt_ready
+
     model = onnx.load(str(path))
+    rewrites = tensorrt_ready(model)
     graph = model.graph
     version, ops = supported_ops()
     op_types = sorted({n.op_type for n in graph.node if n.domain in ("", "ai.onnx")})
@@ -73,15 +77,8 @@ def preflight(path: str | Path, dynamic_batch: bool) -> dict:
     int64_io = [v.name for v in list(graph.input) + list(graph.output)
                 if v.type.tensor_type.elem_type == onnx.TensorProto.INT64]
 
-    # int32 bias DequantizeLinear: TensorRT's parser refuses them, and `mspn build-engine` folds
-    # them to the float biases they compute before parsing (mspn.runtime.qdq), so they are counted,
-    # not failed.
-    from mspn.runtime.qdq import int32_dequantize_nodes
-    folded = {n.output[0] for n in int32_dequantize_nodes(model)}
     qdq = []
     for node in graph.node:
-        if node.output and node.output[0] in folded:
-            continue
         if node.op_type in ("QuantizeLinear", "DequantizeLinear") and len(node.input) > 2:
             zp = inits.get(node.input[2])
             if zp is None:
@@ -100,5 +97,6 @@ def preflight(path: str | Path, dynamic_batch: bool) -> dict:
         "int64_tensors": {"count": len(int64_names), "names": int64_names[:_LISTED],
                           "outside_int32": outside[:_LISTED], "graph_io": int64_io},
         "qdq_issues": {"count": len(qdq), "examples": qdq[:_LISTED]},
-        "int32_bias_dequantize_folded_at_build": len(folded),
+        "int32_bias_dequantize_folded_at_build": rewrites["int32_bias_dequantize_folded"],
+        "uint8_qdq_made_symmetric_int8_at_build": rewrites["uint8_qdq_made_symmetric_int8"],
     }

@@ -24,6 +24,7 @@ from mspn.data.synth import write_synthetic
 from mspn.errors import MSPNError
 from mspn.export import onnx_export, verify
 from mspn.export.pipeline import ExportOptions, export_model
+from mspn.export.precision import INT8_OP_TYPES
 from mspn.export.preflight import preflight
 from mspn.export.spec import ExportSpec
 
@@ -194,8 +195,9 @@ def test_variants_psnr_recorded_and_real(ts_folder, ckpt):
         np.testing.assert_allclose(got["psnr"], record["rollout"]["parity"]["random"]["psnr"], atol=0.01)
     int8 = onnx.load(ts_folder / "step.int8.onnx")
     assert any(n.op_type == "QuantizeLinear" for n in int8.graph.node)
-    # Only convolutions are quantized: the LSTM's elementwise state update stays float32.
-    assert variants["int8"]["step"]["settings"]["op_types"] == ["Conv"]
+    # The convolution network is quantized; the LSTM's elementwise state update, the errors and
+    # the predictions stay float32.
+    assert variants["int8"]["step"]["settings"]["op_types"] == list(INT8_OP_TYPES)
     produced_by = {o: n.op_type for n in int8.graph.node for o in n.output}
     read_by = {}
     for node in int8.graph.node:
@@ -203,10 +205,15 @@ def test_variants_psnr_recorded_and_real(ts_folder, ckpt):
             read_by.setdefault(value, set()).add(node.op_type)
     dq_of = {n.input[0]: n.output[0] for n in int8.graph.node if n.op_type == "DequantizeLinear"}
     quantized = [(n.input[0], dq_of.get(n.output[0])) for n in int8.graph.node if n.op_type == "QuantizeLinear"]
-    assert quantized and all(produced_by.get(v) == "Conv" or "Conv" in read_by.get(dq, ()) for v, dq in quantized)
+    assert quantized and all(produced_by.get(v) in INT8_OP_TYPES or read_by.get(dq, set()) & set(INT8_OP_TYPES)
+                             for v, dq in quantized)
     dequantized = {n.output[0] for n in int8.graph.node if n.op_type == "DequantizeLinear"}
-    assert not any(n.op_type in ("Mul", "Sigmoid", "Tanh") and dequantized & set(n.input) for n in int8.graph.node)
-    assert _manifest(ts_folder)["tensorrt_preflight"]["step.int8.onnx"]["int32_bias_dequantize_folded_at_build"] > 0
+    assert not any(n.op_type in ("Mul", "Sigmoid", "Tanh", "Sub") and dequantized & set(n.input)
+                   for n in int8.graph.node)
+    assert not {o.name for o in int8.graph.output} & {v for v, _ in quantized}
+    assert variants["int8"]["rollout"]["settings"]["build"].startswith("unrolled from the int8")
+    checks = _manifest(ts_folder)["tensorrt_preflight"]["step.int8.onnx"]
+    assert checks["int32_bias_dequantize_folded_at_build"] > 0 and checks["uint8_qdq_made_symmetric_int8_at_build"] > 0
     assert variants["int8"]["calibration"]["synthetic"] is False
     assert variants["int8"]["calibration"]["step_samples"] == 2 * (CONTEXT + HORIZON - 1)
     fp16 = onnx.load(ts_folder / "step.fp16.onnx")
