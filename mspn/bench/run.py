@@ -314,7 +314,8 @@ def run_bench(model: str, backends="torch,onnxruntime,openvino", variants=None, 
             "accuracy: SSIM/PSNR against the ground-truth frames, predictions not clipped",
             "vs_torch: PyTorch eager time / backend time, runs alternating in one process",
             "efficiency: the rollout graph's FLOPs / p50 latency against one large conv on the same backend",
-            "stream.overhead_vs_rollout: mean per-step streaming cost / (rollout mean / graph steps) - 1",
+            "stream.overhead_vs_rollout: median over sessions of (session mean cost per call) / (rollout "
+            "timed just before it / graph steps) - 1",
         ],
     }
     if charts:

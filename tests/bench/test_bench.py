@@ -61,7 +61,12 @@ def test_report_structure(report):
         assert e["rollout"]["min"] <= e["rollout"]["p50"] <= e["rollout"]["p99"] <= e["rollout"]["max"]
         assert e["throughput_fps"] > 0 and e["cold_start_s"] > 0 and e["peak_rss_mb"] > 0
         assert e["stream"]["push"]["n"] == 3 and e["stream"]["closed_step"]["n"] == 2
-        assert e["ceiling"]["status"] == "ok" and e["ceiling"]["gflops"] > 0
+        # one paired rollout per streaming session; the overhead is their median
+        pairs = e["stream"]["overhead_pairs"]
+        assert len(pairs) == e["stream"]["repetitions"] and e["stream"]["overhead_vs_rollout"] == np.median(pairs)
+        # the ceiling is measured before and after the model, the faster kept
+        assert e["ceiling"]["status"] == "ok" and e["ceiling"]["gflops"] == max(e["ceiling"]["gflops_measured"])
+        assert len(e["ceiling"]["gflops_measured"]) == 2
         assert 0 < e["efficiency"]["fraction_of_ceiling"]
     # the rollout graph runs context + horizon - 1 steps of the step graph's convolutions
     flops = report["flops"]
