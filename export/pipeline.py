@@ -360,14 +360,12 @@ def _stages(bar, work: Path, spec: ExportSpec, options: ExportOptions, checkpoin
             src, dst = work / spec.graph_file(graph, "fp32"), work / spec.graph_file(graph, variant)
             if variant == "fp16":
                 record[graph] = _fp16_graph(src, dst, graph, spec, init, inputs, reference)
-            elif graph == "rollout" and pieces:
-                settings = _int8_unrolled_rollout(pieces, record["calibration"]["feeds"]["step"], init,
-                                                  spec, dst)
-                verify.check_model(dst)
-                results = _graph_parity(dst, graph, spec, init, inputs, reference)
-                record[graph] = {"settings": settings, "parity": results, "min_psnr": _summary(results)[1]}
             else:
-                settings = prec.to_int8(src, dst, record["calibration"]["feeds"][graph])
+                if graph == "rollout" and pieces:
+                    settings = _int8_unrolled_rollout(pieces, record["calibration"]["feeds"]["step"], init,
+                                                      spec, dst)
+                else:
+                    settings = prec.to_int8(src, dst, record["calibration"]["feeds"][graph])
                 verify.check_model(dst)
                 results = _graph_parity(dst, graph, spec, init, inputs, reference)
                 record[graph] = {"settings": settings, "parity": results, "min_psnr": _summary(results)[1]}
@@ -524,8 +522,10 @@ def _fp16_graph(src: Path, dst: Path, graph: str, spec: ExportSpec, init, inputs
 def _int8_calibration(calib, options: ExportOptions, spec: ExportSpec, init, rng, work: Path) -> dict:
     """Calibration feeds for both graphs.
 
-    rollout: the context frames of each clip. step: every feed of fp32 step-loop rollouts on the
-    same clips, so the recurrent state inputs are calibrated on states the model really reaches.
+    step: every feed of fp32 step-loop rollouts on the clips, so the recurrent state inputs are
+    calibrated on states the model really reaches; the unrolled rollout's int8 pieces are calibrated
+    on the same feeds (_int8_unrolled_rollout). rollout: the context frames of each clip (used
+    only for a traced rollout, quantized whole).
     Without --calib: seeded uniform random clips (recorded as synthetic).
     """
     from mspn.export import verify
