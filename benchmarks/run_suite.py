@@ -199,21 +199,21 @@ def goal_lines(reports: dict) -> list[str]:
                 lines.append(f"- streaming {e['backend']}/{e['variant']}: per-frame cost {100 * over:+.1f}% vs "
                              f"rollout/steps (goal within {100 * GOALS['stream']:.0f}%) - "
                              + ("met" if abs(over) <= GOALS["stream"] else "**missed**"))
-        lines += ["", "Where the time goes (paper-mnist 10->10, one rollout, profiler):", ""]
+        where = ["", "Where the time goes (paper-mnist 10->10, one rollout, profiler):", ""]
         for e in mnist["results"]:
             prof = e.get("profile") or {}
             eff = e.get("efficiency") or {}
             if e["status"] == "ok":
                 frac = eff.get("fraction_of_ceiling")
                 ops = ", ".join(f"{o['op']} {100 * o['share']:.0f}%" for o in prof.get("by_op", [])[:4])
-                lines.append(f"- {e['backend']}/{e['variant']}: {eff.get('gflops', 0):.0f} GFLOP/s = "
+                where.append(f"- {e['backend']}/{e['variant']}: {eff.get('gflops', 0):.0f} GFLOP/s = "
                              f"{'-' if frac is None else f'{100 * frac:.0f}%'} of its large-conv ceiling "
                              f"({(eff.get('ceiling_gflops') or 0):.0f} GFLOP/s)" + (f"; {ops}" if ops else ""))
     tiny = reports.get("tiny-h10")
     if tiny:
         value, _ = best(tiny, lambda e: e["backend"] == "onnxruntime")
         lines.append(verdict(value, GOALS["tiny_ort"], "tiny 10->10 ONNX Runtime vs PyTorch eager"))
-    return lines
+    return lines + (where if mnist else [])
 
 
 def _note(entry: dict) -> str:
