@@ -81,7 +81,7 @@ class OnnxRuntimeRunner(Runner):
             so.intra_op_num_threads = int(self.options["threads"])
         so.log_severity_level = 3  # warnings about unused initialisers etc. are noise to users
         try:
-            session = ort.InferenceSession(str(self.path), sess_options=so, providers=self._providers(ort))
+            session = ort.InferenceSession(self.model_source(), sess_options=so, providers=self._providers(ort))
         except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph types
             raise MSPNError(f"{self.path}: onnxruntime cannot load it: {str(exc).splitlines()[0][:300]}") from None
         active = session.get_providers()
@@ -89,6 +89,14 @@ class OnnxRuntimeRunner(Runner):
             raise MSPNError(f"onnxruntime fell back to {', '.join(active)} although {wanted} was asked for "
                             f"(CUDA/cuDNN/TensorRT libraries not found or not matching this onnxruntime build?)")
         self.session = session
+
+    def model_source(self) -> str | bytes:
+        """What the session loads: the graph's path, or for int8 on the TensorRT provider the graph
+        rewritten into the symmetric int8 with float biases TensorRT takes (mspn.runtime.qdq)."""
+        if self.options["provider"] == "tensorrt" and self.graph.variant == "int8":
+            from mspn.runtime.qdq import tensorrt_ready_bytes
+            return tensorrt_ready_bytes(self.path)
+        return str(self.path)
 
     def _checked_optimization(self) -> str:
         level = self.options["optimization"]

@@ -300,3 +300,20 @@ def test_parity_failure_leaves_nothing(ckpt, tmp_path):
         export_model(ExportOptions(ckpt=str(ckpt), out=str(out), context=1, horizon=1, tolerance=1e-12,
                                    exporter="torchscript", progress=False))
     assert list(tmp_path.iterdir()) == []
+
+
+def test_onnxruntime_tensorrt_provider_gets_the_tensorrt_ready_int8_graph(ts_folder):
+    """The ORT TensorRT provider is handed the int8 graph as TensorRT takes it (no provider needed
+    to check what would be loaded); every other provider and variant loads the file as exported."""
+    from mspn.runtime.base import make_runner
+    from mspn.runtime.manifest import Manifest
+    from mspn.runtime.qdq import int32_dequantize_nodes, uint8_qdq_nodes
+
+    manifest = Manifest.load(ts_folder)
+    source = make_runner("onnxruntime", manifest, "step", "int8", provider="tensorrt").model_source()
+    model = onnx.load_from_string(source)
+    assert uint8_qdq_nodes(model) == [] and int32_dequantize_nodes(model) == []
+    assert uint8_qdq_nodes(onnx.load(ts_folder / "step.int8.onnx"))
+    for provider, variant in (("cpu", "int8"), ("tensorrt", "fp32")):
+        runner = make_runner("onnxruntime", manifest, "step", variant, provider=provider)
+        assert runner.model_source() == str(ts_folder / f"step{'' if variant == 'fp32' else '.int8'}.onnx")
