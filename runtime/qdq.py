@@ -66,9 +66,8 @@ def fold_int32_dequantize(model) -> int:
         folded.append(node)
     for node in folded:
         model.graph.node.remove(node)
-    # Drop the int32 tensors and scales nothing reads any more.
-    _drop_unused_initializers(model)
-    if folded:
+    if folded:  # drop the int32 tensors and scales nothing reads any more
+        _drop_unused_initializers(model)
         onnx.checker.check_model(model)
     return len(folded)
 
@@ -108,8 +107,8 @@ def symmetric_int8_activations(model) -> int:
                 numpy_helper.from_array(np.zeros(zero.shape, np.int8), names[1])])
             rewritten[key] = names
         node.input[1], node.input[2] = rewritten[key]
-    _drop_unused_initializers(model)
-    if rewritten:
+    if rewritten:  # fp32/fp16 graphs (hundreds of MB) are left as they are, not copied
+        _drop_unused_initializers(model)
         onnx.checker.check_model(model)
     return len(rewritten)
 
