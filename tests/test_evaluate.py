@@ -1,4 +1,4 @@
-"""mspn.evaluate: report, pictures and the copy-last baseline on a micro checkpoint (untrained)."""
+"""mspn.evaluate: report, pictures and every baseline on a micro checkpoint (untrained)."""
 import json
 
 import numpy as np
@@ -45,11 +45,11 @@ def micro_ckpt(tmp_path_factory):
     return path, model.eval()
 
 
-def test_report_structure_files_and_copy_last_baseline(tmp_path, micro_ckpt, capsys):
+def test_report_structure_files_and_baselines(tmp_path, micro_ckpt, capsys):
     ckpt, model = micro_ckpt
     videos = _videos(tmp_path / "data")
     report_path = tmp_path / "out" / "report.json"
-    record = evaluate(ckpt, tmp_path / "data", report=report_path, batch=4)
+    record = evaluate(ckpt, tmp_path / "data", report=report_path, batch=4, untrained=True)
     report = json.loads(report_path.read_text())
     assert report == json.loads(json.dumps(record))
     # 3 videos of 11 frames, clips of 3 + 2 = 5 non-overlapping frames -> 2 clips per video
@@ -57,20 +57,34 @@ def test_report_structure_files_and_copy_last_baseline(tmp_path, micro_ckpt, cap
     assert report["config"] == "micro" and report["split"] == "test"
     assert report["checkpoint"] == str(ckpt) and report["clipped"] is False
     assert report["lpips"]["status"] == "skipped" and report["lpips"]["reason"]
-    for who in ("model", "copy_last"):
-        assert set(report[who]["per_step"]) == {"psnr", "ssim", "mse", "mse_sum"}
-        for metric, values in report[who]["per_step"].items():
+    assert set(report["baselines"]) == {"copy_last", "blank", "context_mean", "untrained"}
+    for who in [report["model"], *report["baselines"].values()]:
+        assert set(who["per_step"]) == {"psnr", "ssim", "mse", "mse_sum"}
+        for metric, values in who["per_step"].items():
             assert len(values) == 2 and all(np.isfinite(values))
-            assert report[who]["mean"][metric] == pytest.approx(np.mean(values))
+            assert who["mean"][metric] == pytest.approx(np.mean(values))
 
+    # every baseline measured against a direct computation on the same clips
     clips = np.stack([v[s:s + 5] for v in videos for s in (0, 5)]).astype(np.float32) / 255
-    copy_psnr = [np.mean([peak_signal_noise_ratio(c[3 + t], c[2], data_range=1) for c in clips])
-                 for t in range(2)]
-    np.testing.assert_allclose(report["copy_last"]["per_step"]["psnr"], copy_psnr, rtol=1e-6)
+    direct = {"copy_last": lambda c: c[2], "blank": lambda c: np.zeros_like(c[2]),
+              "context_mean": lambda c: c[:3].mean(axis=0)}
+    for name, guess in direct.items():
+        psnr = [np.mean([peak_signal_noise_ratio(c[3 + t], guess(c), data_range=1) for c in clips])
+                for t in range(2)]
+        mse_sum = [np.mean([((c[3 + t] - guess(c)) ** 2).sum() for c in clips]) for t in range(2)]
+        np.testing.assert_allclose(report["baselines"][name]["per_step"]["psnr"], psnr, rtol=1e-5, err_msg=name)
+        np.testing.assert_allclose(report["baselines"][name]["per_step"]["mse_sum"], mse_sum, rtol=1e-5)
     with torch.no_grad():
         prediction = model.rollout(torch.from_numpy(clips[:, :3]), 2).numpy()
     model_mse = ((prediction - clips[:, 3:]) ** 2).mean(axis=(0, 2, 3, 4))
     np.testing.assert_allclose(report["model"]["per_step"]["mse"], model_mse, rtol=1e-4)
+    # the micro checkpoint is itself the seed-0 initialisation: "untrained" must reproduce it
+    np.testing.assert_allclose(report["baselines"]["untrained"]["per_step"]["mse"], model_mse, rtol=1e-4)
+    for name, metrics in report["beats"].items():
+        model_psnr, other = report["model"]["mean"]["psnr"], report["baselines"][name]["mean"]["psnr"]
+        assert metrics["psnr"]["mean"] == (model_psnr > other)
+        assert metrics["mse"]["mean"] == (report["model"]["mean"]["mse"] < report["baselines"][name]["mean"]["mse"])
+    assert report["beats"]["untrained"]["psnr"] == {"mean": False, "steps_beaten": []}
 
     for key, name, kind in (("plot", "report_metrics.png", "PNG"), ("strip", "report_strip.png", "PNG"),
                             ("gif", "report_rollout.gif", "GIF")):
@@ -82,7 +96,8 @@ def test_report_structure_files_and_copy_last_baseline(tmp_path, micro_ckpt, cap
                 assert image.n_frames == 5  # context + horizon
     assert not list((tmp_path / "out").glob(".*tmp"))  # atomic writes leave no temporaries
     table = capsys.readouterr().out
-    assert "copy-last" in table and "mean" in table and "LPIPS skipped" in table
+    assert "copy-last" in table and "context-mean" in table and "LPIPS skipped" in table
+    assert "psnr: beats" in table and "does not beat" in table and "untrained" in table
 
 
 def test_max_clips_horizon_and_lpips_code_path(tmp_path):
@@ -97,7 +112,8 @@ def test_max_clips_horizon_and_lpips_code_path(tmp_path):
     assert record["clips"] == 3 and record["clipped"] is True
     assert record["lpips"]["status"] == "random-backbone" and record["lpips"]["reportable"] is False
     assert len(record["model"]["per_step"]["lpips"]) == 4
-    assert all(np.isfinite(record["copy_last"]["per_step"]["lpips"]))
+    assert all(np.isfinite(record["baselines"]["copy_last"]["per_step"]["lpips"]))
+    assert "untrained" not in record["baselines"]
 
 
 def test_clips_longer_than_the_videos_are_refused(tmp_path, micro_ckpt):
@@ -125,3 +141,18 @@ def test_cli_eval_errors_exit_2_with_one_line(tmp_path, micro_ckpt, capsys):
     assert err.startswith("mspn eval: error: ") and err.count("\n") == 1 and "Traceback" not in err
     code = main(["eval", "--ckpt", str(tmp_path / "missing.pt"), "--data", str(tmp_path / "data")])
     assert code == 2 and "checkpoint not found" in capsys.readouterr().err
+
+
+def test_format_beats_names_won_and_lost_baselines():
+    from mspn.baselines import compare
+    from mspn.evaluate import format_beats
+
+    model = {"per_step": {"psnr": [20.0, 14.0], "mse": [0.01, 0.03]}, "mean": {"psnr": 17.0, "mse": 0.02}}
+    blank = {"per_step": {"psnr": [15.0, 15.0], "mse": [0.02, 0.02]}, "mean": {"psnr": 15.0, "mse": 0.02}}
+    copy = {"per_step": {"psnr": [25.0, 10.0], "mse": [0.001, 0.1]}, "mean": {"psnr": 17.5, "mse": 0.0505}}
+    beats = compare(model, {"blank": blank, "copy_last": copy})
+    assert beats["blank"]["psnr"] == {"mean": True, "steps_beaten": [1]}
+    assert beats["blank"]["mse"] == {"mean": False, "steps_beaten": [1]}  # a tie is not a win
+    assert beats["copy_last"]["mse"] == {"mean": True, "steps_beaten": [2]}
+    assert format_beats(beats).splitlines() == ["psnr: beats blank; does not beat copy-last",
+                                                "mse: beats copy-last; does not beat blank"]

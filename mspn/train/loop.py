@@ -27,6 +27,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
+from mspn.baselines import BASELINES
 from mspn.checkpoint import load_checkpoint, load_weights, save_checkpoint
 from mspn.config import Config
 from mspn.data.clips import clip_dataset
@@ -37,11 +38,15 @@ from mspn.models.mspn import MSPN
 from mspn.train import distributed as dist_utils
 from mspn.train.distributed import DistEnv
 from mspn.train.losses import ClipUnroller
-from mspn.train.runlog import CSVLog, TensorBoard
+from mspn.train.runlog import CSVLog, TensorBoard, plot_val_curve
 
 LAST, BEST = "last.pt", "best.pt"
 EVAL_FIELDS = ["stage", "epoch", "step", "train_loss", "val_psnr", "val_ssim", "val_lpips", "score",
-               "best", "copy_psnr", "copy_ssim", "nan_skipped", "seconds"]
+               "beats_blank", "best", "copy_psnr", "copy_ssim", "blank_psnr", "blank_ssim", "nan_skipped",
+               "seconds"]
+CURVE = "val_curve.png"
+# The baselines every validation is shown against (log.csv, the validation line, the curve).
+VAL_BASELINES = {"copy": "copy_last", "blank": "blank"}
 # Test-only: when set, every rank dumps its final weights to <folder>/rank<R>.pt (DDP test).
 DEBUG_DUMP_ENV = "MSPN_TRAIN_DEBUG_DUMP"
 
@@ -53,6 +58,7 @@ class Progress:
     step: int = 0
     nan_skipped: int = 0
     best_score: float | None = None     # the reference score of the selection (see select())
+    best_beats_blank: bool = False      # whether best.pt beat the blank frame (see select_checkpoint())
     evaluated_step: int = -1
 
 
@@ -82,6 +88,25 @@ def select(score: float, best: float | None, slack: float) -> tuple[bool, float]
     if best is None:
         return True, score
     return score >= best - slack * abs(best), max(best, score)
+
+
+SELECTION_RULE = ("an evaluation that beats the blank frame on both val PSNR and SSIM ranks above every "
+                  "one that does not; within each group the selection score decides (select()); the "
+                  "starting point is never selected")
+
+
+def select_checkpoint(score: float, beats_blank: bool, progress: Progress, slack: float) -> bool:
+    """Whether this evaluation becomes best.pt under SELECTION_RULE; updates progress' best.
+
+    So best.pt never keeps weights that merely predict near-blank frames once any evaluation did
+    better than the blank frame.
+    """
+    if beats_blank and not progress.best_beats_blank:
+        progress.best_beats_blank, progress.best_score = True, None
+    elif progress.best_beats_blank and not beats_blank:
+        return False
+    take, progress.best_score = select(score, progress.best_score, slack)
+    return take
 
 
 # --- RNG state as tensors and plain lists (weights_only loading) ---------------------------------
@@ -326,19 +351,21 @@ class Trainer:
                             train_state={"progress": asdict(self.progress)})
 
     # validation -----------------------------------------------------------------------------------
+    def _val_loader(self) -> DataLoader:
+        count = len(self.val_set) if not self.config.train.val_clips else min(
+            len(self.val_set), self.config.train.val_clips)
+        return DataLoader(torch.utils.data.Subset(self.val_set, range(count)),
+                          batch_size=self.config.train.batch_size)
+
     @torch.no_grad()
     def evaluate(self) -> dict:
         """Val-split means of PSNR/SSIM (LPIPS when available) of the rollout, unclipped as in
         the reference; rank 0 only."""
         context, horizon = self.config.data.context, self.config.data.pred_steps
         metrics = StepMetrics(horizon, clip=False, lpips=self.lpips, lpips_status=self.lpips_status)
-        count = len(self.val_set) if not self.config.train.val_clips else min(
-            len(self.val_set), self.config.train.val_clips)
-        loader = DataLoader(torch.utils.data.Subset(self.val_set, range(count)),
-                            batch_size=self.config.train.batch_size)
         was_training = self.model.training
         self.model.eval()
-        for clip in loader:
+        for clip in self._val_loader():
             clip = clip.to(self.env.device)
             with self.autocast():
                 future = self.model.rollout(clip[:, :context], horizon)
@@ -346,18 +373,17 @@ class Trainer:
         self.model.train(was_training)
         return metrics.means()
 
-    def copy_last_baseline(self) -> dict:
+    def baseline_means(self) -> dict[str, dict]:
+        """Val means of the VAL_BASELINES, keyed by their log.csv prefix."""
         context, horizon = self.config.data.context, self.config.data.pred_steps
-        metrics = StepMetrics(horizon)
-        count = len(self.val_set) if not self.config.train.val_clips else min(
-            len(self.val_set), self.config.train.val_clips)
-        for i in range(count):
-            clip = self.val_set[i][None]
-            metrics.update(clip[:, context - 1:context].expand(-1, horizon, -1, -1, -1), clip[:, context:])
-        return metrics.means()
+        metrics = {prefix: StepMetrics(horizon) for prefix in VAL_BASELINES}
+        for clip in self._val_loader():
+            for prefix, name in VAL_BASELINES.items():
+                metrics[prefix].update(BASELINES[name](clip[:, :context], horizon), clip[:, context:])
+        return {prefix: m.means() for prefix, m in metrics.items()}
 
     def validate_and_select(self, train_loss: float | None, eligible: bool = True) -> None:
-        """Evaluate on val (rank 0), log, and write best.pt when the score is selected.
+        """Evaluate on val (rank 0), log, and write best.pt when select_checkpoint() takes it.
         ``eligible=False`` (the starting point) only logs: best.pt always holds trained weights."""
         if self.progress.evaluated_step == self.progress.step:
             return
@@ -366,22 +392,26 @@ class Trainer:
             return
         means = self.evaluate()
         score, self.score_name = selection_score(means, self.stage.selection)
-        take = False
-        if eligible:
-            take, self.progress.best_score = select(score, self.progress.best_score, self.stage.slack)
+        blank = self.baselines["blank"]
+        beats_blank = means["psnr"] > blank["psnr"] and means["ssim"] > blank["ssim"]
+        take = eligible and select_checkpoint(score, beats_blank, self.progress, self.stage.slack)
         row = {"stage": self.stage.name, "epoch": self.progress.epoch, "step": self.progress.step,
                "train_loss": train_loss, "val_psnr": means["psnr"], "val_ssim": means["ssim"],
-               "val_lpips": means.get("lpips"), "score": score, "best": int(take) if eligible else "",
-               "copy_psnr": self.baseline["psnr"], "copy_ssim": self.baseline["ssim"],
+               "val_lpips": means.get("lpips"), "score": score, "beats_blank": int(beats_blank),
+               "best": int(take) if eligible else "",
+               **{f"{prefix}_{k}": self.baselines[prefix][k] for prefix in VAL_BASELINES for k in ("psnr", "ssim")},
                "nan_skipped": self.progress.nan_skipped, "seconds": round(time.time() - self.t0, 1)}
         self.eval_log.write(row)
+        plot_val_curve(self.eval_log.path, self.out / CURVE, title=f"{self.config.name}: {self.stage.name} stage")
         self.tb.scalars("val", {k: v for k, v in row.items() if k.startswith("val_") or k == "score"},
                         self.progress.step)
+        copy = self.baselines["copy"]
         tqdm.write(f"[{self.stage.name}] epoch {self.progress.epoch} step {self.progress.step}: val PSNR "
-                   f"{means['psnr']:.3f} SSIM {means['ssim']:.4f} (copy-last {self.baseline['psnr']:.3f} / "
-                   f"{self.baseline['ssim']:.4f}) score {score:.4f}{' -> best.pt' if take else ''}")
+                   f"{means['psnr']:.3f} SSIM {means['ssim']:.4f} (copy-last {copy['psnr']:.3f} / "
+                   f"{copy['ssim']:.4f}, blank {blank['psnr']:.3f} / {blank['ssim']:.4f}) score {score:.4f}"
+                   f"{'' if beats_blank else ' (below the blank frame)'}{' -> best.pt' if take else ''}")
         if take:
-            self.save_best({k: float(v) for k, v in means.items()} | {"score": score})
+            self.save_best({k: float(v) for k, v in means.items()} | {"score": score, "beats_blank": beats_blank})
 
     # the loop ---------------------------------------------------------------------------------------
     def _epoch_batches(self, epoch: int) -> list[list[int]]:
@@ -405,11 +435,12 @@ class Trainer:
         self.score_name = selection_score({"psnr": 0, "ssim": 0, **({"lpips": 0} if self.lpips else {})},
                                           self.stage.selection)[1]
         if env.is_main:
-            self.baseline = self.copy_last_baseline()
+            self.baselines = self.baseline_means()
             atomic_write_json(self.out / "run.json", {
                 "stage": self.stage.name, "config": config.to_dict(), "frame_size": list(self.frame_size),
                 "world_size": env.world_size, "device": str(env.device), "selection": self.score_name,
-                "selection_slack": self.stage.slack, "lpips": self.lpips_status,
+                "selection_slack": self.stage.slack, "selection_rule": SELECTION_RULE,
+                "lpips": self.lpips_status,
                 "train_clips": len(self.train_set), "val_clips": len(self.val_set),
                 "total_steps": self.total_steps})
             tqdm.write(f"[{self.stage.name}] {len(self.train_set)} train clips, {env.world_size} process(es) "
@@ -452,6 +483,9 @@ class Trainer:
         bar.close()
         self.validate_and_select(sum(losses) / len(losses) if losses else None)
         self.save_last()
+        if env.is_main and not p.best_beats_blank:
+            tqdm.write(f"[{self.stage.name}] warning: no validation beat the blank frame on both PSNR and "
+                       f"SSIM; {self.best_path} holds the best score among those that did not")
         dump = os.environ.get(DEBUG_DUMP_ENV)
         if dump:
             state = {"model": self.model.state_dict(),

@@ -80,3 +80,46 @@ class TensorBoard:
     def close(self) -> None:
         if self.writer is not None:
             self.writer.close()
+
+
+def plot_val_curve(log_path: str | Path, out: str | Path, title: str) -> None:
+    """Validation PSNR and SSIM per evaluation (log.csv) against the copy-last and blank-frame
+    baselines, the evaluations written to best.pt marked; a PNG written atomically."""
+    import io
+
+    import matplotlib
+    matplotlib.use("Agg")  # no display: files only
+    import matplotlib.pyplot as plt
+
+    from mspn.fileio import atomic_path
+
+    rows = [r for r in read_csv(log_path) if r.get("val_psnr")]
+    if not rows:
+        return
+    steps = [float(r["step"]) for r in rows]
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
+    for ax, metric in zip(axes, ("psnr", "ssim")):
+        ax.plot(steps, [_number(r[f"val_{metric}"]) for r in rows], "o-", label="model (val)", markersize=3)
+        for prefix, label in (("copy", "copy-last"), ("blank", "blank frame")):
+            ax.plot(steps, [_number(r.get(f"{prefix}_{metric}")) for r in rows], "--", label=label)
+        best = [(s, _number(r[f"val_{metric}"])) for s, r in zip(steps, rows) if r.get("best") == "1"]
+        if best:
+            ax.plot(*zip(*best), "*", color="gold", markeredgecolor="black", markersize=10, label="best.pt")
+        ax.set_title(f"val {metric.upper()}")
+        ax.set_xlabel("step")
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    fig.suptitle(title)
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100)
+    plt.close(fig)
+    with atomic_path(out) as tmp:
+        tmp.write_bytes(buffer.getvalue())
+
+
+def _number(text) -> float:
+    try:
+        return float(text)
+    except (TypeError, ValueError):
+        return math.nan

@@ -6,7 +6,7 @@ import torch
 from mspn.checkpoint import load_checkpoint, load_raw
 from mspn.errors import MSPNError
 from mspn.train import pixel as pixel_module
-from mspn.train.loop import select, selection_score
+from mspn.train.loop import Progress, select, select_checkpoint, selection_score
 from mspn.train.run import train
 from mspn.train.runlog import read_csv
 
@@ -20,13 +20,32 @@ def test_short_run_writes_loadable_checkpoints_and_logs(tmp_path, micro_data, mi
     assert ckpt.extra["stage"] == "pixel"
     assert ckpt.extra["train_state"]["progress"]["step"] == 3
     assert set(ckpt.extra["optimizers"]) == {"generator"}
-    assert load_checkpoint(out / "best.pt").build_model() is not None
+    best = load_checkpoint(out / "best.pt")
+    assert best.extra["stage"] == "pixel" and set(best.extra["val"]) >= {"psnr", "ssim", "score", "beats_blank"}
     steps = read_csv(out / "steps.csv")
     assert [int(r["step"]) for r in steps] == [1, 2, 3]
     assert all(np.isfinite(float(r["loss"])) and float(r["loss"]) > 0 for r in steps)
     evals = read_csv(out / "log.csv")
     assert [int(r["step"]) for r in evals] == [0, 3]   # the start and the end (mid-epoch stop)
     assert all(float(r["val_psnr"]) > 0 for r in evals)
+    # every validation carries both baselines, and the curve is drawn next to the run
+    assert all(float(r["blank_psnr"]) > 0 and 0 < float(r["blank_ssim"]) <= 1 for r in evals)
+    assert evals[0]["blank_psnr"] == evals[1]["blank_psnr"] and evals[0]["best"] == ""
+    assert all(r["beats_blank"] in ("0", "1") for r in evals)
+    assert (out / "val_curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_best_checkpoint_holds_the_best_scoring_validation(tmp_path, micro_data, micro):
+    out = tmp_path / "run"
+    train(micro("train.max_steps=12", "train.epochs=3", "train.steps_per_epoch=4", "train.lr=0.01"),
+          micro_data, out)
+    evals = [r for r in read_csv(out / "log.csv") if r["best"] != ""]
+    assert len(evals) == 3
+    # the rule, replayed on the log: blank-beating evaluations first, then the score
+    chosen = max(evals, key=lambda r: (r["beats_blank"] == "1", float(r["score"])))
+    best = load_checkpoint(out / "best.pt")
+    assert best.extra["train_state"]["progress"]["step"] == int(chosen["step"])
+    assert best.extra["val"]["score"] == pytest.approx(float(chosen["score"]), rel=1e-5)
 
 
 def test_resumed_run_equals_an_uninterrupted_one(tmp_path, micro_data, micro):
@@ -106,6 +125,17 @@ def test_selection_score_and_slack():
     assert select(0.99, 1.0, 0.02) == (True, 1.0)      # within 2% of the best: taken
     assert select(0.97, 1.0, 0.02) == (False, 1.0)
     assert select(1.1, 1.0, 0.02) == (True, 1.1)
+
+
+def test_selection_ranks_blank_beating_evaluations_first():
+    progress = Progress()
+    assert select_checkpoint(0.9, False, progress, 0.0)              # nothing better yet: kept
+    assert not select_checkpoint(0.8, False, progress, 0.0)
+    assert select_checkpoint(0.5, True, progress, 0.0)               # first to beat blank: taken
+    assert progress.best_beats_blank and progress.best_score == 0.5
+    assert not select_checkpoint(0.95, False, progress, 0.0)         # higher score, near-blank: refused
+    assert not select_checkpoint(0.4, True, progress, 0.0)
+    assert select_checkpoint(0.6, True, progress, 0.0) and progress.best_score == 0.6
 
 
 def test_mixed_precision_option(tmp_path, micro_data, micro):
