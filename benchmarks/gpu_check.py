@@ -13,7 +13,6 @@ import argparse
 import importlib.util
 import json
 import shutil
-import statistics
 import sys
 import tempfile
 import time
@@ -167,7 +166,7 @@ def main() -> int:
             check.skip("TensorRT engine build and native runs",
                        "TensorRT not installed" if not env["tensorrt"] else f"no CUDA GPU ({env.get('gpu_error')})")
         else:
-            from mspn.runtime.tensorrt_backend import build_engine
+            from mspn.runtime.tensorrt_build import build_engine
             for variant in variants:
                 if check.time_left() < 150:  # leave time for the parity and timing runs
                     check.skip(f"build-engine {variant}", "time budget used up")

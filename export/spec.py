@@ -13,26 +13,13 @@ import dataclasses
 from dataclasses import dataclass, field
 
 from mspn.errors import MSPNError
+from mspn.runtime.manifest import BATCH, TensorSpec, state_names
+
+__all__ = ["BATCH", "TensorSpec", "ExportSpec"]
 
 PRECISIONS = ("fp32", "fp16", "int8")
 CHANNEL_ORDERS = ("gray", "bgr", "rgb")
-BATCH = "batch"
 SPEC_VERSION = 1
-
-
-@dataclass(frozen=True)
-class TensorSpec:
-    """One graph input or output: name, shape (ints or "batch"), dtype."""
-
-    name: str
-    shape: tuple
-    dtype: str = "float32"
-
-    def to_dict(self) -> dict:
-        return {"name": self.name, "shape": list(self.shape), "dtype": self.dtype}
-
-    def concrete(self, batch: int) -> tuple[int, ...]:
-        return tuple(batch if d == BATCH else int(d) for d in self.shape)
 
 
 @dataclass
@@ -137,10 +124,7 @@ class ExportSpec:
         return self.height >> level, self.width >> level
 
     def state_names(self) -> list[str]:
-        names = []
-        for level in range(self.levels):
-            names += [f"h_{level}", f"c_{level}", f"pred_{level}"]
-        return names
+        return state_names(self.levels)
 
     def state_specs(self, suffix: str = "") -> list[TensorSpec]:
         b, out = self.batch_dim, []

@@ -6,17 +6,16 @@ reuse them; only ``torch_rollout`` needs torch.
 """
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Callable, Mapping
 
 import numpy as np
 
 from mspn.errors import MSPNError
+from mspn.runtime.parity import psnr_from_mse
 
 StepFn = Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]]
 
-PSNR_CAP = 200.0  # dB reported for identical frames (JSON has no infinity)
 
 
 def check_model(path: str | Path) -> None:
@@ -99,7 +98,7 @@ def compare(pred: np.ndarray, ref: np.ndarray) -> dict:
     diff = np.abs(pred.astype(np.float64) - ref.astype(np.float64))
     axes = tuple(i for i in range(diff.ndim) if i != 1)
     mse = (diff ** 2).mean(axis=axes)
-    psnr = [PSNR_CAP if m <= 10 ** (-PSNR_CAP / 10) else 10 * math.log10(1.0 / m) for m in mse]
+    psnr = [psnr_from_mse(m) for m in mse]
     if not np.isfinite(diff).all():
         raise MSPNError("graph output contains NaN or infinity")
     return {"max_abs": [float(v) for v in diff.max(axis=axes)],

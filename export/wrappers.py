@@ -18,14 +18,7 @@ from torch import nn
 
 from mspn.models.cell import CellState
 from mspn.models.mspn import MSPN, MSPNState
-
-
-def state_names(levels: int) -> list[str]:
-    """Names of the step graph's state inputs; the matching outputs add the suffix ``_out``."""
-    names = []
-    for level in range(levels):
-        names += [f"h_{level}", f"c_{level}", f"pred_{level}"]
-    return names
+from mspn.runtime.manifest import state_names  # noqa: F401  (re-exported for callers)
 
 
 @torch.no_grad()

@@ -122,7 +122,7 @@ def _add_build_engine(sub):
                    help="build only this graph (repeatable; default both)")
 
     def run(args):
-        from mspn.runtime.tensorrt_backend import build_engine_from_args
+        from mspn.runtime.tensorrt_build import build_engine_from_args
         build_engine_from_args(args)
     p.set_defaults(handler=run)
 

@@ -36,16 +36,14 @@ METRICS_NOTE = ("per predicted step, averaged over clips; psnr/ssim: scikit-imag
 
 def evaluate(ckpt, data, split: str = "test", context: int | None = None,
              horizon: int | None = None, report="report.json", max_clips: int = 0, batch: int = 8,
-             lpips_weights=None, clip: bool = False, untrained: bool = False,
-             lpips_random_backbone_for_tests: bool = False, quiet: bool = False) -> dict:
+             lpips_weights=None, clip: bool = False, untrained: bool = False, quiet: bool = False) -> dict:
     """Measure a checkpoint and the baselines on a split; write the report, plot, strip and GIF;
     return the report.
 
     context / horizon default to the checkpoint's config.data.context / pred_steps.
     max_clips: 0 measures every clip of the split. clip: clip predictions to [0, 1] first.
     untrained: also measure the network the checkpoint's training started from (its config's
-    seed, its initialisation). lpips_random_backbone_for_tests exercises the LPIPS code path with
-    a random AlexNet; its numbers are marked not reportable.
+    seed, its initialisation).
     """
     from mspn.data.clips import ClipDataset  # the data layer is imported only when evaluating
 
@@ -62,8 +60,7 @@ def evaluate(ckpt, data, split: str = "test", context: int | None = None,
     count = len(dataset) if max_clips == 0 else min(max_clips, len(dataset))
     loader = torch.utils.data.DataLoader(torch.utils.data.Subset(dataset, range(count)),
                                          batch_size=batch, shuffle=False)
-    lpips, lpips_status = load_lpips(lpips_weights, lpips_random_backbone_for_tests,
-                                     frame_size=tuple(dataset.frame_size))
+    lpips, lpips_status = load_lpips(lpips_weights, frame_size=tuple(dataset.frame_size))
     predictors = _predictors(checkpoint, untrained)
     results = {name: StepMetrics(horizon, clip=clip, lpips=lpips, lpips_status=lpips_status)
                for name in predictors}

@@ -51,7 +51,8 @@ class LPIPSScorer:
     ``lpips.LPIPS(net='alex', pretrained=True, pnet_rand=True)`` builds the backbone with random
     weights (so torchvision fetches nothing) and loads the linear layers shipped inside the lpips
     package; the ImageNet AlexNet weights are then loaded from ``alexnet_weights``.
-    ``random_backbone`` (tests only) keeps the random backbone: its numbers are not LPIPS.
+    ``random_backbone`` keeps the random backbone (to exercise the code path where no weights
+    exist): its numbers are not LPIPS and ``reportable`` is False.
     """
 
     def __init__(self, alexnet_weights: str | Path | None, random_backbone: bool = False,
@@ -112,24 +113,19 @@ def _load_alexnet(backbone: torch.nn.Module, path: Path) -> None:
                         f"{str(exc).splitlines()[-1].strip()[:200]}") from None
 
 
-def load_lpips(weights: str | Path | None = None, random_backbone_for_tests: bool = False,
+def load_lpips(weights: str | Path | None = None,
                frame_size: tuple[int, int] | None = None) -> tuple[LPIPSScorer | None, dict]:
     """An LPIPS scorer (or None) and a JSON-able status telling why.
 
     weights: a user-given AlexNet .pth (must exist); None looks in torchvision's cache.
     frame_size: (H, W) of the frames to score; too small for AlexNet -> skipped with the reason.
-    status: {"status": "ok" | "skipped" | "random-backbone", "reason", "weights", "reportable",
-    "scale"}. Only "ok" values are LPIPS; "random-backbone" exists to exercise the code in tests.
+    status: {"status": "ok" | "skipped", "reason", "weights", "reportable", "scale"}.
     """
     status = {"weights": None, "scale": "raw (the paper prints LPIPS x100)"}
     if frame_size is not None and min(frame_size) < LPIPS_MIN_SIDE:
         return None, {**status, "status": "skipped", "reportable": False,
                       "reason": f"frames {frame_size[0]}x{frame_size[1]} are smaller than AlexNet's "
                                 f"minimum {LPIPS_MIN_SIDE}x{LPIPS_MIN_SIDE}"}
-    if random_backbone_for_tests:
-        return LPIPSScorer(None, random_backbone=True), {
-            **status, "status": "random-backbone", "reportable": False,
-            "reason": "test-only random AlexNet backbone: the values are not LPIPS"}
     if weights is not None:
         path = Path(weights)
         if not path.is_file():

@@ -20,19 +20,22 @@ from mspn.export.wrappers import RolloutGraph, StepGraph
 from mspn.runtime.base import Runner, split_options
 from mspn.runtime.manifest import Manifest
 
-DEFAULTS = {"ckpt": None, "device": "cpu"}
+DEFAULTS = {"ckpt": None, "device": "cpu", "threads": 0}  # threads 0: torch's default
 
 
 class TorchRunner(Runner):
     backend = "torch"
 
-    def __init__(self, manifest: Manifest, graph, ckpt: Path, device: str):
+    def __init__(self, manifest: Manifest, graph, ckpt: Path, device: str, threads: int = 0):
         super().__init__(manifest, graph)
         self.ckpt = Path(ckpt)
         self.device = torch.device(device)
+        self.threads = int(threads)
         self.module = None
 
     def _activate(self) -> None:
+        if self.threads:
+            torch.set_num_threads(self.threads)  # process-wide: torch has no per-module pools
         checkpoint = load_checkpoint(self.ckpt)
         try:
             folder_model = Config.from_dict(self.manifest.raw["config"]).model
@@ -67,4 +70,5 @@ def build_runner(manifest: Manifest, kind: str, variant: str, **options) -> Torc
     if options["ckpt"] is None:
         raise MSPNError("the torch backend needs the checkpoint the model folder was exported from: "
                         "pass ckpt=PATH (command line: --ckpt PATH)")
-    return TorchRunner(manifest, manifest.graph(kind, "fp32"), options["ckpt"], options["device"])
+    return TorchRunner(manifest, manifest.graph(kind, "fp32"), options["ckpt"], options["device"],
+                       options["threads"])

@@ -3,10 +3,15 @@
 A runner wraps one graph (rollout or step) of a model folder on one backend:
 ``activate()`` loads it, ``input_metadata()`` describes its inputs, ``infer({name: array})``
 returns ``{name: array}``, ``deactivate()`` frees it, ``last_latency`` is the last infer's wall
-time in seconds. Inputs are validated once here, in ``infer``, so backends only run graphs.
+time in seconds. ``infer`` and ``step`` are templates: the checks (active, inputs) and the timing
+happen here, once, and backends implement ``_infer`` / ``_step`` only.
 
 Streaming goes through ``new_state`` / ``step``: the recurrent state is an opaque handle owned by
 the runner, so GPU backends keep it on the device between steps; the default keeps numpy arrays.
+
+Each backend module also has a loader (``load_session``, ``compile_model``, ...): the one
+function that turns a graph file into a backend session, used by its runner and by the
+benchmark's ceiling and profiler alike.
 """
 from __future__ import annotations
 
@@ -62,14 +67,17 @@ class Runner(ABC):
 
     def infer(self, feed: dict[str, np.ndarray], check: bool = True) -> dict[str, np.ndarray]:
         """feed: {input name: array} -> {output name: float32 array}, after validating the feed."""
-        if not self.is_active:
-            raise MSPNError(f"{self.backend} runner for {self.graph.file} is not active; call activate() first")
+        self._check_active()
         if check:
             self.check_feed(feed)
         start = time.perf_counter()
         out = self._infer(feed)
         self._local.latency = time.perf_counter() - start
         return out
+
+    def _check_active(self) -> None:
+        if not self.is_active:
+            raise MSPNError(f"{self.backend} runner for {self.graph.file} is not active; call activate() first")
 
     def __enter__(self):
         return self.activate()
@@ -124,8 +132,21 @@ class Runner(ABC):
         """One step of the step graph. feed: the non-state inputs (frame, open_loop).
 
         Returns the non-state outputs on the host ({"next_frame": (B, C, H, W)}) and the new handle.
+        A host-side state (numpy arrays) is validated with the feed; a device handle was made by
+        ``new_state`` from validated arrays.
         """
-        out = self.infer({**feed, **handle})
+        self._check_active()
+        host_state = isinstance(handle, dict) and all(isinstance(v, np.ndarray) for v in handle.values())
+        self.check_feed({**feed, **handle} if host_state else feed,
+                        names=None if host_state else list(feed))
+        start = time.perf_counter()
+        out = self._step(handle, feed)
+        self._local.latency = time.perf_counter() - start
+        return out
+
+    def _step(self, handle: Any, feed: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], Any]:
+        """The backend's step; by default one ``_infer`` with the state as plain inputs."""
+        out = self._infer({**feed, **handle})
         names = self.manifest.state_names
         return ({k: v for k, v in out.items() if not k.endswith("_out")},
                 {n: out[f"{n}_out"] for n in names})

@@ -1,16 +1,17 @@
-"""Reading a model folder's manifest.json (docs/model-folder.md, format_version 1). Torch-free.
+"""A model folder's manifest.json (docs/model-folder.md, format_version 1): the one reader and
+the one writer (export and engine build both write through ``write_manifest``). Torch-free.
 
 Every file the runtime uses is checked against the manifest's SHA-256 before it is opened, so a
 tampered, truncated or swapped file is refused by name instead of producing wrong predictions.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
 
 from mspn.errors import MSPNError
+from mspn.fileio import atomic_write_json, sha256_file
 
 FORMAT = "mspn-model"
 FORMAT_VERSION = 1
@@ -20,21 +21,43 @@ _REQUIRED = ("config", "context", "horizon", "frame_size", "channels", "batch", 
              "files")
 
 
-def sha256_file(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+MANIFEST = "manifest.json"
+BATCH = "batch"  # the symbol of the dynamic batch axis in tensor shapes
 
 
 @dataclass(frozen=True)
 class TensorSpec:
-    """One graph input or output. shape: ints, or a symbol (e.g. "batch") for a dynamic axis."""
+    """One graph input or output. shape: ints, or a symbol ("batch") for a dynamic axis."""
 
     name: str
     shape: tuple
-    dtype: str
+    dtype: str = "float32"
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "shape": list(self.shape), "dtype": self.dtype}
+
+    def concrete(self, batch: int) -> tuple[int, ...]:
+        return tuple(batch if d == BATCH else int(d) for d in self.shape)
+
+
+def state_names(levels: int) -> list[str]:
+    """Names of the step graph's state inputs, level by level; each output adds ``_out``."""
+    names = []
+    for level in range(levels):
+        names += [f"h_{level}", f"c_{level}", f"pred_{level}"]
+    return names
+
+
+def write_manifest(folder: str | Path, raw: dict) -> dict:
+    """Record the SHA-256 of every file in the folder (but the manifest) in ``raw["files"]`` and
+    write manifest.json atomically; returns what was written."""
+    folder = Path(folder)
+    raw = {**raw, "files": {p.relative_to(folder).as_posix(): sha256_file(p)
+                            for p in sorted(folder.rglob("*")) if p.is_file() and p.name != MANIFEST}}
+    path = folder / MANIFEST
+    atomic_write_json(path, raw)
+    path.chmod(0o644)  # the atomic writer's temporary file is private; a model folder is not
+    return raw
 
 
 @dataclass(frozen=True)
@@ -76,7 +99,7 @@ class Manifest:
     @classmethod
     def load(cls, folder: str | Path) -> "Manifest":
         folder = Path(folder)
-        path = folder / "manifest.json"
+        path = folder / MANIFEST
         if not folder.is_dir():
             raise MSPNError(f"model folder not found: {folder}")
         if not path.is_file():

@@ -41,6 +41,9 @@ class OnnxRuntimeRunner(Runner):
         provider = self.options["provider"]
         if provider not in PROVIDERS:
             raise MSPNError(f"unknown onnxruntime provider {provider!r}; choose one of {', '.join(PROVIDERS)}")
+        if self.options["optimization"] not in OPTIMIZATION:
+            raise MSPNError(f"unknown optimization level {self.options['optimization']!r}; choose one of "
+                            f"{', '.join(OPTIMIZATION)}")
         self.on_gpu = provider != "cpu"
         io_binding = self.options["io_binding"]
         self.io_binding = self.on_gpu if io_binding is None else bool(io_binding)
@@ -70,20 +73,9 @@ class OnnxRuntimeRunner(Runner):
             raise MSPNError(f"this onnxruntime build has no {wanted} (available: "
                             f"{', '.join(ort.get_available_providers())}); for GPUs: "
                             f"pip install 'mspn[gpu]' (onnxruntime-gpu instead of onnxruntime)")
-        so = ort.SessionOptions()
-        so.graph_optimization_level = {
-            "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
-            "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
-            "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
-            "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
-        }[self._checked_optimization()]
-        if self.options["threads"]:
-            so.intra_op_num_threads = int(self.options["threads"])
-        so.log_severity_level = 3  # warnings about unused initialisers etc. are noise to users
-        try:
-            session = ort.InferenceSession(self.model_source(), sess_options=so, providers=self._providers(ort))
-        except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph types
-            raise MSPNError(f"{self.path}: onnxruntime cannot load it: {str(exc).splitlines()[0][:300]}") from None
+        session = load_session(self.model_source(), providers=self._providers(ort),
+                               threads=int(self.options["threads"]), optimization=self.options["optimization"],
+                               name=self.path)
         active = session.get_providers()
         if wanted not in active:
             raise MSPNError(f"onnxruntime fell back to {', '.join(active)} although {wanted} was asked for "
@@ -97,12 +89,6 @@ class OnnxRuntimeRunner(Runner):
             from mspn.runtime.qdq import tensorrt_ready_bytes
             return tensorrt_ready_bytes(self.path)
         return str(self.path)
-
-    def _checked_optimization(self) -> str:
-        level = self.options["optimization"]
-        if level not in OPTIMIZATION:
-            raise MSPNError(f"unknown optimization level {level!r}; choose one of {', '.join(OPTIMIZATION)}")
-        return level
 
     def _deactivate(self) -> None:
         self.session = None
@@ -120,14 +106,9 @@ class OnnxRuntimeRunner(Runner):
         return {k: ort.OrtValue.ortvalue_from_numpy(v, self._device, int(self.options["device_id"]))
                 for k, v in host.items()}
 
-    def step(self, handle: Any, feed: dict[str, np.ndarray]):
+    def _step(self, handle: Any, feed: dict[str, np.ndarray]):
         if not self.io_binding:
-            return super().step(handle, feed)
-        import time
-        if not self.is_active:
-            raise MSPNError("onnxruntime runner is not active; call activate() first")
-        self.check_feed(feed, names=list(feed))
-        start = time.perf_counter()
+            return super()._step(handle, feed)
         binding = self.session.io_binding()  # one binding per call: threads never share one
         for name, value in feed.items():
             binding.bind_cpu_input(name, np.ascontiguousarray(value))
@@ -142,9 +123,40 @@ class OnnxRuntimeRunner(Runner):
             binding.bind_output(f"{name}_out", self._device, device_id)
         self.session.run_with_iobinding(binding)
         values = binding.get_outputs()  # in the order bound above
-        self._local.latency = time.perf_counter() - start
         host = {n: v.numpy() for n, v in zip(host_outputs, values[: len(host_outputs)])}
         return host, dict(zip(names, values[len(host_outputs):]))
+
+
+def load_session(source: str | Path | bytes, providers=("CPUExecutionProvider",), threads: int = 0,
+                 optimization: str = "all", profile_prefix: str | None = None,
+                 optimized_path: str | None = None, name: str | Path | None = None):
+    """The ONNX Runtime loader: an InferenceSession from a graph file (or its bytes).
+
+    threads: intra-op threads (0: ONNX Runtime's default); optimization: one of OPTIMIZATION;
+    profile_prefix: turn on ORT's profiler, writing there; optimized_path: save the optimised
+    graph there. A graph ONNX Runtime cannot load is refused in one line naming ``name``.
+    """
+    ort = require("onnxruntime", "runtime", "onnxruntime")
+    so = ort.SessionOptions()
+    so.graph_optimization_level = {
+        "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+        "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+        "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+        "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+    }[optimization]
+    if threads:
+        so.intra_op_num_threads = int(threads)
+    so.log_severity_level = 3  # warnings about unused initialisers etc. are noise to users
+    if profile_prefix:
+        so.enable_profiling, so.profile_file_prefix = True, str(profile_prefix)
+    if optimized_path:
+        so.optimized_model_filepath = str(optimized_path)
+    try:
+        return ort.InferenceSession(str(source) if isinstance(source, Path) else source, sess_options=so,
+                                    providers=list(providers))
+    except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph types
+        what = name or (source if not isinstance(source, bytes) else "the graph")
+        raise MSPNError(f"{what}: onnxruntime cannot load it: {str(exc).splitlines()[0][:300]}") from None
 
 
 def build_runner(manifest: Manifest, kind: str, variant: str, **options) -> OnnxRuntimeRunner:

@@ -39,21 +39,9 @@ class OpenVINORunner(Runner):
         self._requests = threading.local()
 
     def _activate(self) -> None:
-        ov = require("openvino", "openvino", "openvino")
-        precision = PRECISIONS[self.options["precision"]]
-        config = {"INFERENCE_PRECISION_HINT": precision, "PERFORMANCE_HINT": self.options["hint"]}
-        if self.options["threads"]:
-            config["INFERENCE_NUM_THREADS"] = int(self.options["threads"])
-        core = ov.Core()
-        try:
-            self.compiled = core.compile_model(core.read_model(str(self.path)), self.options["device"], config)
-        except RuntimeError as exc:
-            raise MSPNError(f"{self.path}: openvino cannot compile it for {self.options['device']}: "
-                            f"{str(exc).strip().splitlines()[0][:300]}") from None
-        actual = self.compiled.get_property("INFERENCE_PRECISION_HINT")
-        if actual != getattr(ov.Type, precision):
-            raise MSPNError(f"openvino compiled {self.path.name} with inference precision {actual} where "
-                            f"{precision} was asked for (this device does not support it?)")
+        opts = self.options
+        self.compiled = compile_model(self.path, device=opts["device"], precision=opts["precision"],
+                                      threads=int(opts["threads"]), hint=opts["hint"])
         self._ports = {name: self.compiled.output(name) for name in self.output_names}
         self._requests = threading.local()
 
@@ -71,6 +59,32 @@ class OpenVINORunner(Runner):
         results = self._request().infer(feed)
         # Copies: the request's output tensors are overwritten by its next inference.
         return {name: np.array(results[port], copy=True) for name, port in self._ports.items()}
+
+
+def compile_model(path: str | Path, device: str = "CPU", precision: str = "f32", threads: int = 0,
+                  hint: str = "LATENCY", perf_count: bool = False):
+    """The OpenVINO loader: a compiled model from a graph file, its inference precision pinned
+    and read back. threads: 0 for OpenVINO's default; perf_count: per-layer counters."""
+    ov = require("openvino", "openvino", "openvino")
+    if precision not in PRECISIONS:
+        raise MSPNError(f"unknown openvino precision {precision!r}; choose f32 or bf16")
+    wanted = PRECISIONS[precision]
+    config = {"INFERENCE_PRECISION_HINT": wanted, "PERFORMANCE_HINT": hint}
+    if threads:
+        config["INFERENCE_NUM_THREADS"] = int(threads)
+    if perf_count:
+        config["PERF_COUNT"] = True
+    core = ov.Core()
+    try:
+        compiled = core.compile_model(core.read_model(str(path)), device, config)
+    except RuntimeError as exc:
+        raise MSPNError(f"{path}: openvino cannot compile it for {device}: "
+                        f"{str(exc).strip().splitlines()[0][:300]}") from None
+    actual = compiled.get_property("INFERENCE_PRECISION_HINT")
+    if actual != getattr(ov.Type, wanted):
+        raise MSPNError(f"openvino compiled {Path(path).name} with inference precision {actual} where "
+                        f"{wanted} was asked for (this device does not support it?)")
+    return compiled
 
 
 def build_runner(manifest: Manifest, kind: str, variant: str, **options) -> OpenVINORunner:

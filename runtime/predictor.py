@@ -36,6 +36,7 @@ class Predictor:
         self.backend = backend
         self.variant = variant
         self.closed = False
+        self._activating = threading.Lock()
 
     @classmethod
     def load(cls, model_dir: str | Path, backend: str = "onnxruntime", variant: str = "fp32",
@@ -54,12 +55,7 @@ class Predictor:
             raise MSPNError(f"{state_path}: unreadable initial state ({exc})") from None
         rollout = make_runner(backend, manifest, "rollout", variant, **backend_options)
         step = make_runner(backend, manifest, "step", variant, **backend_options)
-        rollout.activate()
-        try:
-            step.activate()
-        except BaseException:
-            rollout.deactivate()
-            raise
+        rollout.activate()  # the step graph is activated by the first stream() that needs it
         return cls(manifest, rollout, step, initial, backend, variant)
 
     # --- model facts ------------------------------------------------------------------------------
@@ -92,8 +88,11 @@ class Predictor:
         return np.asarray(self.rollout_runner.infer(feed)["future"], dtype=np.float32)
 
     def stream(self) -> "StreamSession":
-        """A new streaming session (its own recurrent state); one per thread or video stream."""
+        """A new streaming session (its own recurrent state); one per thread or video stream.
+        The first one activates the step graph (a predictor used only for rollouts never loads it)."""
         self._check_open()
+        with self._activating:
+            self.step_runner.activate()
         return StreamSession(self)
 
     def close(self) -> None:

@@ -100,15 +100,21 @@ def test_report_structure_files_and_baselines(tmp_path, micro_ckpt, capsys):
     assert "psnr: beats" in table and "does not beat" in table and "untrained" in table
 
 
-def test_max_clips_horizon_and_lpips_code_path(tmp_path):
+def test_max_clips_horizon_and_lpips_code_path(tmp_path, monkeypatch):
+    # no ImageNet AlexNet here: a random backbone stands in to exercise the LPIPS code path
+    from mspn import evaluate as evaluate_module
+    from mspn.metrics import LPIPSScorer
+
+    scorer = LPIPSScorer(None, random_backbone=True)
+    status = {"status": "random-backbone", "reportable": False, "reason": "random AlexNet stand-in"}
+    monkeypatch.setattr(evaluate_module, "load_lpips", lambda *args, **kwargs: (scorer, status))
     torch.manual_seed(1)
     config = load_config("micro")
     ckpt = tmp_path / "micro32.pt"
     save_checkpoint(ckpt, config, MSPN(config.model).state_dict(), frame_size=(32, 32))
     _videos(tmp_path / "data", count=2, frames=12, size=32)
     record = evaluate(ckpt, tmp_path / "data", context=2, horizon=4, max_clips=3, batch=2,
-                      report=tmp_path / "r.json", clip=True, lpips_random_backbone_for_tests=True,
-                      quiet=True)
+                      report=tmp_path / "r.json", clip=True, quiet=True)
     assert record["clips"] == 3 and record["clipped"] is True
     assert record["lpips"]["status"] == "random-backbone" and record["lpips"]["reportable"] is False
     assert len(record["model"]["per_step"]["lpips"]) == 4

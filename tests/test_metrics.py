@@ -5,7 +5,7 @@ import torch
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 from mspn.errors import MSPNError
-from mspn.metrics import ALEXNET_FILE, LPIPS_MIN_SIDE, StepMetrics, load_lpips
+from mspn.metrics import ALEXNET_FILE, LPIPS_MIN_SIDE, LPIPSScorer, StepMetrics, load_lpips
 
 
 
@@ -97,13 +97,14 @@ def test_lpips_skipped_with_reason_when_weights_absent(tmp_path, monkeypatch):
 
 
 def test_lpips_skipped_for_frames_too_small_for_alexnet():
-    scorer, status = load_lpips(random_backbone_for_tests=True, frame_size=(16, 16))
+    scorer, status = load_lpips(frame_size=(16, 16))
     assert scorer is None and status["status"] == "skipped"
     assert f"{LPIPS_MIN_SIDE}x{LPIPS_MIN_SIDE}" in status["reason"]
 
 
 def test_lpips_random_backbone_path_is_finite_and_not_reportable():
-    scorer, status = load_lpips(random_backbone_for_tests=True)
+    scorer = LPIPSScorer(None, random_backbone=True)
+    status = StepMetrics(horizon=2, lpips=scorer).lpips_status
     assert status["status"] == "random-backbone" and status["reportable"] is False
     pred, target = _pair(channels=1, batch=2, steps=2, size=32)
     acc = StepMetrics(horizon=2, lpips=scorer, lpips_status=status)

@@ -1,17 +1,15 @@
-"""One measuring interface over every backend: rollout, streaming push / closed-loop step.
+"""What the benchmark can measure, and how it opens it: through ``Predictor`` as users do.
 
-ONNX Runtime, OpenVINO and TensorRT go through the runtime's runner contract
-(``mspn.runtime.base.make_runner``), so they are measured as users run them, and importing this
-module stays torch-free. The PyTorch eager reference is ``MSPN.rollout`` under
-``torch.inference_mode`` with ``torch.set_num_threads(threads)``; its streaming twin is the eager
-``StepGraph``. Layouts: frames (B, T_ctx, C, H, W), one frame (B, C, H, W), float32.
+Every backend, the PyTorch eager reference included (the torch runner: the export wrappers run
+eagerly on the checkpoint), is opened with ``Predictor.load`` and measured through
+``Predictor.predict`` and ``StreamSession`` - what is benchmarked is what users run. Importing
+this module stays torch-free.
 """
 from __future__ import annotations
 
 import importlib.util
 from pathlib import Path
 
-import numpy as np
 
 from mspn.errors import MSPNError
 
@@ -81,141 +79,22 @@ def cpu_flags() -> set[str]:
     return set()
 
 
-def runner_options(backend: str, variant: str, threads: int) -> dict:
+def runner_options(backend: str, variant: str, threads: int, ckpt=None) -> dict:
+    """The Predictor.load options of a bench (backend, variant) at a thread count."""
     if backend == "onnxruntime":
         return {"threads": threads}
     if backend == "openvino":
         return {"threads": threads, "precision": "bf16" if variant == "bf16" else "f32"}
+    if backend == "torch":
+        return {"threads": threads, "ckpt": ckpt}
     return {}
 
 
-class Engine:
-    """rollout(frames) -> future (B, T_pred, C, H, W); reset(batch), push(frame) -> next frame,
-    closed_step() -> the emitted prediction (the streaming session's rollout(1))."""
+def open_predictor(model_dir: str | Path, backend: str, variant: str, threads: int, ckpt=None):
+    """A loaded Predictor of a bench (backend, variant); torch needs the checkpoint."""
+    from mspn.runtime.predictor import Predictor
 
-    def rollout(self, frames: np.ndarray) -> np.ndarray:
-        raise NotImplementedError
-
-    def reset(self, batch: int) -> None:
-        raise NotImplementedError
-
-    def push(self, frame: np.ndarray) -> np.ndarray:
-        raise NotImplementedError
-
-    def closed_step(self) -> np.ndarray:
-        raise NotImplementedError
-
-    def close(self) -> None:
-        pass
-
-
-class RunnerEngine(Engine):
-    """ONNX Runtime / OpenVINO / TensorRT through the runtime's runners."""
-
-    def __init__(self, model_dir: str | Path, backend: str, variant: str, threads: int):
-        from mspn.runtime.base import make_runner
-        from mspn.runtime.manifest import Manifest
-
-        self.manifest = Manifest.load(model_dir)
-        self.backend, self.variant = backend, variant
-        self._make = lambda kind: make_runner(backend, self.manifest, kind, graph_variant(variant),
-                                              **runner_options(backend, variant, threads))
-        self.rollout_runner = self._make("rollout").activate()
-        self.step_runner = None
-        self._initial = None
-        self._handle = None
-
-    def rollout(self, frames: np.ndarray) -> np.ndarray:
-        return self.rollout_runner.infer({"frames": frames})["future"]
-
-    def reset(self, batch: int) -> None:
-        if self.step_runner is None:
-            self.step_runner = self._make("step").activate()
-            path = self.manifest.verified_path(self.manifest.state_file)
-            with np.load(path) as data:
-                self._initial = {n: np.asarray(data[n], np.float32) for n in self.manifest.state_names}
-        if self._handle is not None:
-            self.step_runner.free_state(self._handle)
-        tiled = {k: np.repeat(v, batch, axis=0) for k, v in self._initial.items()}
-        self._handle = self.step_runner.new_state(tiled)
-        self._batch = batch
-        shape = self._initial["pred_0"].shape[1:]
-        self._zeros = np.zeros((batch, *shape), np.float32)
-        self._ones, self._closed = np.ones(batch, np.float32), np.zeros(batch, np.float32)
-        self._pending = None
-
-    def _step(self, frame: np.ndarray, gate: np.ndarray) -> np.ndarray:
-        out, self._handle = self.step_runner.step(self._handle, {"frame": frame, "open_loop": gate})
-        return out["next_frame"]
-
-    def push(self, frame: np.ndarray) -> np.ndarray:
-        self._pending = self._step(frame, self._ones)
-        return self._pending
-
-    def closed_step(self) -> np.ndarray:
-        emitted = self._pending
-        self._pending = self._step(self._zeros, self._closed)
-        return emitted
-
-    def close(self) -> None:
-        for runner in (self.rollout_runner, self.step_runner):
-            if runner is not None:
-                runner.deactivate()
-
-
-class TorchEngine(Engine):
-    """The fp32 PyTorch eager reference: MSPN.rollout; streaming through the eager StepGraph."""
-
-    def __init__(self, ckpt: str | Path, threads: int, horizon: int, frame_size=None):
-        import torch
-
-        from mspn.checkpoint import load_checkpoint
-
-        self.torch = torch
-        torch.set_num_threads(threads)
-        checkpoint = load_checkpoint(ckpt)
-        self.model = checkpoint.build_model()
-        self.horizon = horizon
-        self.frame_size = tuple(frame_size or checkpoint.frame_size)
-        self.step_graph = None
-
-    def rollout(self, frames: np.ndarray) -> np.ndarray:
-        with self.torch.inference_mode():
-            return self.model.rollout(self.torch.from_numpy(frames), self.horizon).numpy()
-
-    def reset(self, batch: int) -> None:
-        from mspn.export.wrappers import StepGraph, initial_state, state_names
-
-        torch = self.torch
-        if self.step_graph is None:
-            self.step_graph = StepGraph(self.model).eval()
-            self._initial = initial_state(self.model, *self.frame_size)
-            self._names = state_names(len(self.model.levels))
-        self._state = [self._initial[n].expand(batch, -1, -1, -1).contiguous() for n in self._names]
-        self._ones, self._closed = torch.ones(batch), torch.zeros(batch)
-        self._zeros = torch.zeros_like(self._initial["pred_0"].expand(batch, -1, -1, -1))
-        self._pending = None
-
-    def _step(self, frame, gate) -> np.ndarray:
-        with self.torch.inference_mode():
-            out = self.step_graph(frame, gate, *self._state)
-        self._state = list(out[1:])
-        return out[0].numpy()
-
-    def push(self, frame: np.ndarray) -> np.ndarray:
-        self._pending = self._step(self.torch.from_numpy(frame), self._ones)
-        return self._pending
-
-    def closed_step(self) -> np.ndarray:
-        emitted = self._pending
-        self._pending = self._step(self._zeros, self._closed)
-        return emitted
-
-
-def open_engine(model_dir, backend: str, variant: str, threads: int, ckpt=None,
-                horizon: int | None = None, frame_size=None) -> Engine:
-    if backend == "torch":
-        if ckpt is None:
-            raise MSPNError("the torch backend needs a checkpoint (--ckpt)")
-        return TorchEngine(ckpt, threads, horizon, frame_size)
-    return RunnerEngine(model_dir, backend, variant, threads)
+    if backend == "torch" and ckpt is None:
+        raise MSPNError("the torch backend needs a checkpoint (--ckpt)")
+    return Predictor.load(model_dir, backend=backend, variant=graph_variant(variant),
+                          **runner_options(backend, variant, threads, ckpt))

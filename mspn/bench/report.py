@@ -4,6 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from mspn.fileio import atomic_path
+from mspn.runtime.parity import PSNR_CAP
 
 
 def _f(value, fmt: str = "{:.1f}", missing: str = "-") -> str:
@@ -31,7 +32,8 @@ def markdown_table(report: dict) -> str:
         ratio = e.get("vs_torch", {}).get("median_of_pairs")
         par = e.get("parity", {})
         min_psnr = par.get("min_psnr")
-        psnr_text = ("exact" if par.get("finite") and min_psnr is None else _f(min_psnr))
+        psnr_text = ("exact" if par.get("finite") and min_psnr is not None and min_psnr >= PSNR_CAP
+                     else _f(min_psnr))
         acc = e.get("accuracy", {})
         eff = e.get("efficiency", {})
         frac = eff.get("fraction_of_ceiling")
@@ -85,7 +87,7 @@ def write_charts(report: dict, report_path: str | Path) -> list[str]:
         label = f"{e['backend']}/{e['variant']}"
         if steps:
             t = np.arange(1, len(steps["max_abs"]) + 1)
-            psnr = [np.nan if v is None else v for v in steps["psnr"]]
+            psnr = [np.nan if v is None or v >= PSNR_CAP else v for v in steps["psnr"]]
             left.plot(t, psnr, marker="o", ms=3, label=label)
             right.plot(t, np.maximum(steps["max_abs"], 1e-9), marker="o", ms=3, label=label)
     left.set_xlabel("predicted step")

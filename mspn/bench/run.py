@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mspn.bench.engines import BACKENDS, VARIANTS, graph_variant, open_engine, why_not, cpu_flags
+from mspn.bench.engines import BACKENDS, VARIANTS, cpu_flags, open_predictor, why_not
 from mspn.bench.stats import paired_ratios, parity, summarize
 from mspn.errors import MSPNError
 from mspn.fileio import atomic_write_json
@@ -136,23 +136,23 @@ def _ground_truth_metrics(prediction: np.ndarray, truth: np.ndarray) -> dict:
             "ssim_mean": float(ssim.mean()), "psnr_mean": float(psnr.mean()), "clipped": False}
 
 
-def _alternate(reference, engine, frames: np.ndarray, runs: int, warmup: int,
+def _alternate(reference, candidate, frames: np.ndarray, runs: int, warmup: int,
                max_seconds: float) -> dict:
-    """Ratio of PyTorch eager to an engine, runs taken alternately A B A B in this process."""
+    """Ratio of PyTorch eager to a predictor, runs taken alternately A B A B in this process."""
     # warmup 0 is allowed for rollouts of tens of seconds: the median of the pairs absorbs the
     # one slower first pair
     for _ in range(warmup):
-        reference.rollout(frames)
-        engine.rollout(frames)
+        reference.predict(frames)
+        candidate.predict(frames)
     a, b, start = [], [], time.perf_counter()
     for _ in range(runs):
         time.sleep(SETTLE_S)
         t = time.perf_counter()
-        reference.rollout(frames)
+        reference.predict(frames)
         a.append(time.perf_counter() - t)
         time.sleep(SETTLE_S)
         t = time.perf_counter()
-        engine.rollout(frames)
+        candidate.predict(frames)
         b.append(time.perf_counter() - t)
         if len(a) >= 3 and time.perf_counter() - start > max_seconds:
             break
@@ -218,11 +218,10 @@ def run_bench(model: str, backends="torch,onnxruntime,openvino", variants=None, 
     # The reference: fp32 PyTorch eager on the parity clips, in this process.
     reference_engine, reference_out, reference_name = None, None, None
     if ckpt is not None:
-        reference_engine = open_engine(model, "torch", "fp32", threads, ckpt=ckpt,
-                                       horizon=manifest.horizon, frame_size=manifest.frame_size)
-        reference_out = np.concatenate([reference_engine.rollout(contexts[i:i + batch])
+        reference_engine = open_predictor(model, "torch", "fp32", threads, ckpt=ckpt)
+        reference_out = np.concatenate([reference_engine.predict(contexts[i:i + batch])
                                         for i in range(0, len(contexts), batch)])
-        reference_name = "torch/fp32 (PyTorch eager, MSPN.rollout)"
+        reference_name = "torch/fp32 (PyTorch eager: the export wrappers run on the checkpoint)"
 
     with tempfile.TemporaryDirectory(prefix="mspn-bench-") as tmp:
         workdir = Path(tmp)
@@ -280,7 +279,7 @@ def run_bench(model: str, backends="torch,onnxruntime,openvino", variants=None, 
                 continue
             log(f"A/B torch vs {entry['backend']}/{entry['variant']} ...")
             try:
-                engine = open_engine(model, entry["backend"], entry["variant"], threads)
+                engine = open_predictor(model, entry["backend"], entry["variant"], threads)
             except MSPNError as exc:
                 entry["vs_torch"] = {"status": "failed", "reason": str(exc)}
                 continue

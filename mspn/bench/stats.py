@@ -1,9 +1,9 @@
 """Summaries of timing samples and of prediction errors. Torch-free (numpy only)."""
 from __future__ import annotations
 
-import math
-
 import numpy as np
+
+from mspn.runtime.parity import PSNR_CAP, psnr_from_mse  # noqa: F401  (PSNR_CAP re-exported)
 
 
 def summarize(seconds) -> dict:
@@ -20,16 +20,11 @@ def summarize(seconds) -> dict:
             "max": float(values.max()), "p50": float(p50), "p90": float(p90), "p99": float(p99)}
 
 
-def psnr_from_mse(mse: float) -> float | None:
-    """PSNR in dB with data range 1; None (JSON null) for an exact match (infinite PSNR)."""
-    return None if mse <= 0 else float(10.0 * math.log10(1.0 / mse))
-
-
 def parity(output: np.ndarray, reference: np.ndarray) -> dict:
     """Per predicted step errors of output against reference, both (N, T, C, H, W).
 
     Returns per_step lists (length T) of max_abs, mean_abs and psnr (dB against the reference,
-    data range 1, pooled over the N clips; null = identical), plus their worst values.
+    data range 1, pooled over the N clips; PSNR_CAP = identical), plus their worst values.
     """
     if output.shape != reference.shape:
         raise ValueError(f"parity: shapes differ {output.shape} vs {reference.shape}")
@@ -41,11 +36,10 @@ def parity(output: np.ndarray, reference: np.ndarray) -> dict:
     max_abs = diff.max(axis=axes)
     mean_abs = diff.mean(axis=axes)
     psnr = [psnr_from_mse(float(m)) for m in (diff ** 2).mean(axis=axes)]
-    finite_psnr = [p for p in psnr if p is not None]
     return {"finite": True,
             "per_step": {"max_abs": max_abs.tolist(), "mean_abs": mean_abs.tolist(), "psnr": psnr},
             "max_abs": float(max_abs.max()), "mean_abs": float(diff.mean()),
-            "min_psnr": min(finite_psnr) if finite_psnr else None,
+            "min_psnr": min(psnr),
             "psnr": psnr_from_mse(float((diff ** 2).mean()))}
 
 

@@ -55,7 +55,7 @@ def _peak_rss_mb() -> float:
 
 
 def measure(spec: dict) -> tuple[dict, dict]:
-    from mspn.bench.engines import open_engine
+    from mspn.bench.engines import open_predictor
 
     backend, variant, threads = spec["backend"], spec["variant"], int(spec["threads"])
     with np.load(spec["inputs"]) as data:
@@ -71,19 +71,18 @@ def measure(spec: dict) -> tuple[dict, dict]:
 
     # Cold start: load (parse, optimise, compile) and the first prediction.
     t = time.perf_counter()
-    engine = open_engine(spec["model"], backend, variant, threads, ckpt=spec.get("ckpt"),
-                         horizon=spec["horizon"], frame_size=spec["frame_size"])
+    predictor = open_predictor(spec["model"], backend, variant, threads, ckpt=spec.get("ckpt"))
     result["load_s"] = time.perf_counter() - t
-    first = engine.rollout(latency_input)
+    first = predictor.predict(latency_input)
     result["cold_start_s"] = time.perf_counter() - t
     result["first_prediction_s"] = result["cold_start_s"] - result["load_s"]
 
     for _ in range(int(spec["warmup"])):
-        engine.rollout(latency_input)
+        predictor.predict(latency_input)
     # The ceiling is measured before and after the model and the faster kept: the machine's speed
     # drifts, and the ceiling is the best this backend reached in this process.
     ceilings = [measure_ceiling(backend, variant, threads, float(spec["max_seconds"]) / 8)]
-    samples = _timed_runs(lambda: engine.rollout(latency_input), int(spec["runs"]),
+    samples = _timed_runs(lambda: predictor.predict(latency_input), int(spec["runs"]),
                           float(spec["max_seconds"]))
     result["rollout"] = summarize(samples)
     batch, horizon = latency_input.shape[0], first.shape[1]
@@ -93,30 +92,31 @@ def measure(spec: dict) -> tuple[dict, dict]:
     if np.array_equal(parity_input, latency_input):
         parity_out = first.astype(np.float32)  # the same frames: the cold run's output serves
     else:
-        outputs = [engine.rollout(parity_input[i:i + chunk]) for i in range(0, len(parity_input), chunk)]
+        outputs = [predictor.predict(parity_input[i:i + chunk]) for i in range(0, len(parity_input), chunk)]
         parity_out = np.concatenate(outputs).astype(np.float32)
 
-    # Streaming: push the context frames one by one, then closed-loop steps (rollout(1) each).
-    # Each session is paired with a whole-rollout call just before it, so the per-frame cost is
-    # compared with a rollout timed at the same machine speed (a noisy VM drifts by 10-30%
-    # between the latency runs above and these).
+    # Streaming through a StreamSession: push the context frames one by one, then closed-loop
+    # steps (rollout(1) each). Each session is paired with a whole-rollout call just before it,
+    # so the per-frame cost is compared with a rollout timed at the same machine speed (a noisy
+    # VM drifts by 10-30% between the latency runs above and these).
     graph_steps = latency_input.shape[1] + horizon - 1  # steps the rollout graph runs
     push_s, step_s, streamed, paired = [], [], None, []
+    session = predictor.stream()
     stream_start = time.perf_counter()
     for rep in range(max(int(spec["stream_runs"]), 1)):
         t = time.perf_counter()
-        engine.rollout(latency_input)
+        predictor.predict(latency_input)
         paired_rollout = time.perf_counter() - t
-        engine.reset(batch)
+        session.reset()
         for t_ in range(latency_input.shape[1]):
             frame = np.ascontiguousarray(latency_input[:, t_])
             t = time.perf_counter()
-            engine.push(frame)
+            session.push(frame)
             push_s.append(time.perf_counter() - t)
         emitted = []
         for _ in range(horizon):
             t = time.perf_counter()
-            emitted.append(engine.closed_step())
+            emitted.append(session.rollout(1)[:, 0])
             step_s.append(time.perf_counter() - t)
         if streamed is None:
             streamed = np.stack(emitted, axis=1)
@@ -137,7 +137,8 @@ def measure(spec: dict) -> tuple[dict, dict]:
         "overhead_pairs": [float(v) for v in paired],
         "vs_rollout_max_abs": float(np.abs(streamed - first).max()),
     }
-    engine.close()
+    session.close()
+    predictor.close()
 
     ceilings.append(measure_ceiling(backend, variant, threads, float(spec["max_seconds"]) / 8))
     measured = [c for c in ceilings if c["status"] == "ok"]
@@ -170,18 +171,13 @@ def measure_ceiling(backend: str, variant: str, threads: int, max_seconds: float
         tmp = tempfile.TemporaryDirectory()
         path = ceiling_model(Path(tmp.name) / "ceiling.onnx", variant)
         if backend == "onnxruntime":
-            import onnxruntime as ort
-            so = ort.SessionOptions()
-            so.intra_op_num_threads = threads
-            so.log_severity_level = 3
-            session = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+            from mspn.runtime.onnxruntime_backend import load_session
+            session = load_session(path, threads=threads)
             run = lambda: session.run(None, {"x": x})  # noqa: E731
         else:
-            import openvino as ov
-            compiled = ov.Core().compile_model(str(path), "CPU", {
-                "INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "LATENCY",
-                "INFERENCE_PRECISION_HINT": "bf16" if variant == "bf16" else "f32"})
-            request = compiled.create_infer_request()
+            from mspn.runtime.openvino_backend import compile_model
+            request = compile_model(path, threads=threads, precision="bf16" if variant == "bf16" else "f32"
+                                    ).create_infer_request()
             run = lambda: request.infer({"x": x})  # noqa: E731
     else:
         return {"status": "not measured", "reason": f"no ceiling kernel for {backend}"}
@@ -207,33 +203,28 @@ def profile(spec: dict, frames: np.ndarray) -> dict:
     out: dict = {"graph": graph.file}
     if backend == "onnxruntime":
         import onnx
-        import onnxruntime as ort
+
+        from mspn.runtime.onnxruntime_backend import load_session
         tmp = tempfile.TemporaryDirectory()
-        so = ort.SessionOptions()
-        so.intra_op_num_threads = threads
-        so.log_severity_level = 3
-        so.enable_profiling = True
-        so.profile_file_prefix = str(Path(tmp.name) / "ort")
-        so.optimized_model_filepath = str(Path(tmp.name) / "optimized.onnx")
-        session = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+        optimized_path = Path(tmp.name) / "optimized.onnx"
+        session = load_session(path, threads=threads, profile_prefix=str(Path(tmp.name) / "ort"),
+                               optimized_path=str(optimized_path))
         session.run(None, {"frames": frames})
         trace = json.loads(Path(session.end_profiling()).read_text())
         for event in trace:
             if event.get("cat") == "Node" and event.get("name", "").endswith("_kernel_time"):
                 op = event.get("args", {}).get("op_name", "?")
                 totals[op] = totals.get(op, 0.0) + event.get("dur", 0) / 1e6
-        optimized = onnx.load(so.optimized_model_filepath, load_external_data=False)
+        optimized = onnx.load(str(optimized_path), load_external_data=False)
         counts: dict[str, int] = {}
         for node in optimized.graph.node:
             key = f"{node.domain + '.' if node.domain else ''}{node.op_type}"
             counts[key] = counts.get(key, 0) + 1
         out["optimized_op_counts"] = dict(sorted(counts.items(), key=lambda kv: -kv[1]))
     elif backend == "openvino":
-        import openvino as ov
-        compiled = ov.Core().compile_model(str(path), "CPU", {
-            "INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "LATENCY", "PERF_COUNT": True,
-            "INFERENCE_PRECISION_HINT": "bf16" if spec["variant"] == "bf16" else "f32"})
-        request = compiled.create_infer_request()
+        from mspn.runtime.openvino_backend import compile_model
+        request = compile_model(path, threads=threads, perf_count=True,
+                                precision="bf16" if spec["variant"] == "bf16" else "f32").create_infer_request()
         request.infer({"frames": frames})
         kernels: dict[str, int] = {}
         for info in request.profiling_info:

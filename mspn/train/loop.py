@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import os
 import random
 import time
 from dataclasses import asdict, dataclass
@@ -47,8 +46,6 @@ EVAL_FIELDS = ["stage", "epoch", "step", "train_loss", "val_psnr", "val_ssim", "
 CURVE = "val_curve.png"
 # The baselines every validation is shown against (log.csv, the validation line, the curve).
 VAL_BASELINES = {"copy": "copy_last", "blank": "blank"}
-# Test-only: when set, every rank dumps its final weights to <folder>/rank<R>.pt (DDP test).
-DEBUG_DUMP_ENV = "MSPN_TRAIN_DEBUG_DUMP"
 
 
 @dataclass
@@ -486,12 +483,6 @@ class Trainer:
         if env.is_main and not p.best_beats_blank:
             tqdm.write(f"[{self.stage.name}] warning: no validation beat the blank frame on both PSNR and "
                        f"SSIM; {self.best_path} holds the best score among those that did not")
-        dump = os.environ.get(DEBUG_DUMP_ENV)
-        if dump:
-            state = {"model": self.model.state_dict(),
-                     **{k: m.state_dict() for k, m in self.stage.extra_modules().items()}}
-            Path(dump).mkdir(parents=True, exist_ok=True)
-            torch.save(state, Path(dump) / f"rank{env.rank}.pt")
         dist_utils.barrier(env)
         return {"step": p.step, "epoch": p.epoch, "nan_skipped": p.nan_skipped,
                 "last": str(self.last_path), "best": str(self.best_path)}

@@ -11,7 +11,7 @@ from mspn.cli import main
 from mspn.data.caltech import convert_caltech, read_seq
 from mspn.data.kitti import convert_kitti
 from mspn.data.kth import convert_kth
-from mspn.data.mmnist import convert_mmnist, generate_mmnist, read_idx_images
+from mspn.data.mmnist import convert_mmnist, read_idx_images
 from mspn.errors import MSPNError
 
 

@@ -119,7 +119,7 @@ def test_generate_sizes_and_standard_test_file(tmp_path):
     test = np.load(tmp_path / "out" / "test" / "000001.npy")
     assert test.shape == (20, 1, 32, 32)
     assert abs(float(test.mean()) - float(standard[:, 1].mean())) < 2  # the standard clip, resized
-    again = generate_mmnist(BUNDLED_DIGITS, tmp_path / "again", videos=(2, 1, 1), size=32)
+    generate_mmnist(BUNDLED_DIGITS, tmp_path / "again", videos=(2, 1, 1), size=32)
     np.testing.assert_array_equal(np.load(tmp_path / "again" / "train" / "000000.npy"), video)
 
 

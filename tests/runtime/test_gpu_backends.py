@@ -65,7 +65,7 @@ def test_build_engine_without_tensorrt_names_the_extra(tiny, capsys):
 
 
 def test_build_engine_checks_the_profile_before_tensorrt(tiny):
-    from mspn.runtime.tensorrt_backend import build_engine
+    from mspn.runtime.tensorrt_build import build_engine
 
     with pytest.raises(MSPNError, match=r"batch profile 4/2/8 \(min/opt/max\) must satisfy min <= opt <= max"):
         build_engine(tiny["model"], batch=(4, 2, 8))
@@ -77,7 +77,7 @@ def test_build_engine_checks_the_profile_before_tensorrt(tiny):
 def engine_folder(tiny, tmp_path_factory):
     folder = tmp_path_factory.mktemp("engines") / "model"
     shutil.copytree(tiny["model"], folder)
-    from mspn.runtime.tensorrt_backend import build_engine
+    from mspn.runtime.tensorrt_build import build_engine
 
     build_engine(folder, "fp32", workspace_gib=1, timing_cache=folder.parent / "timing.cache", batch=(1, 2, 4))
     return folder

@@ -1,20 +1,20 @@
 """Two CPU processes under torchrun (gloo): sharded data, identical weights on both ranks."""
 import subprocess
 import sys
+from pathlib import Path
 
 import torch
 
 from mspn.checkpoint import load_raw
-from mspn.train.loop import DEBUG_DUMP_ENV
 from mspn.train.runlog import read_csv
 
 
 def test_two_process_adversarial_run_ends_with_identical_weights(tmp_path, micro_data, pixel_run,
                                                                   subprocess_env):
     out, dump = tmp_path / "ddp", tmp_path / "dump"
-    env = {**subprocess_env, DEBUG_DUMP_ENV: str(dump)}
+    env = dict(subprocess_env)
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           "-m", "mspn", "train", "--adv", "--init", str(pixel_run / "best.pt"), "--config", "micro",
+           str(Path(__file__).with_name("ddp_dump.py")), str(dump), "train", "--adv", "--init", str(pixel_run / "best.pt"), "--config", "micro",
            "--data", str(micro_data), "--out", str(out), "--set", "train.device=cpu",
            "--set", "train.max_steps=6", "--set", "adv.d_lr=0.01", "--set", "train.checkpoint_every=3",
            "--set", "adv.epochs=2"]
