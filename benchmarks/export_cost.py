@@ -28,7 +28,7 @@ def child(run: str, precision: str, exporter: str, rollout: str, work: str) -> d
 
     from mspn.checkpoint import save_checkpoint
     from mspn.config import PRESETS
-    from mspn.export.pipeline import ExportOptions, export_model, parse_precisions
+    from mspn.export.pipeline import ExportOptions, export_model
     from mspn.models.mspn import MSPN
 
     name, context, horizon, *size = run.split(":")
@@ -46,7 +46,7 @@ def child(run: str, precision: str, exporter: str, rollout: str, work: str) -> d
     out = Path(work) / "folder"
     start = time.perf_counter()
     manifest = export_model(ExportOptions(ckpt=str(ckpt), out=str(out), context=int(context),
-                                          horizon=int(horizon), precisions=parse_precisions(precision),
+                                          horizon=int(horizon), precisions=precision,
                                           exporter=exporter, rollout=rollout, verify_clips=1))
     wall = time.perf_counter() - start
     fp32 = manifest["verification"]["fp32"]

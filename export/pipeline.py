@@ -10,72 +10,21 @@ import shutil
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from mspn.errors import MSPNError
-from mspn.export.spec import PRECISIONS, ExportSpec
+from mspn.export.spec import ExportSpec
+from mspn.options import ExportOptions  # noqa: F401  (re-exported: export_model takes it)
 
 GRAPHS = ("rollout", "step")
-# How rollout.onnx is made: "unrolled" exports the open- and closed-loop steps and wires copies of
-# them in ONNX (seconds, at any horizon); "traced" exports the whole unrolled PyTorch loop (its
-# export time grows faster than the horizon: minutes to hours for the paper configs).
-ROLLOUT_BUILDS = ("unrolled", "traced")
-
-
-@dataclass
-class ExportOptions:
-    """What the user chose; everything about graphs themselves goes into ExportSpec."""
-
-    ckpt: str
-    out: str
-    context: int | None = None
-    horizon: int | None = None
-    size: tuple[int, int] | None = None
-    precisions: tuple[str, ...] = ("fp32",)
-    static_batch: int | None = None
-    max_batch: int = 8
-    data: str | None = None
-    calib: str | None = None
-    calib_split: str = "val"
-    calib_clips: int = 8
-    verify_clips: int = 4
-    tolerance: float = 1e-4
-    psnr_floor: float = 30.0
-    exporter: str = "auto"          # "auto" (dynamo, then TorchScript), "dynamo", "torchscript"
-    rollout: str = "unrolled"       # "unrolled" (step pieces wired in ONNX) or "traced" (one module)
-    opset: int = 18
-    channel_order: str | None = None
-    force: bool = False
-    seed: int = 0
-    progress: bool = True
-
-
-def parse_precisions(text: str) -> tuple[str, ...]:
-    items = tuple(dict.fromkeys(p.strip().lower() for p in text.split(",") if p.strip()))
-    unknown = [p for p in items if p not in PRECISIONS]
-    if unknown or not items:
-        raise MSPNError(f"unknown precision {', '.join(map(repr, unknown)) or repr(text)}; "
-                        f"choose from {', '.join(PRECISIONS)} (comma-separated)")
-    return items if "fp32" in items else ("fp32",) + items
-
-
-def export_from_args(args) -> int:
-    """The CLI handler's one call: argparse namespace -> export_model."""
-    options = ExportOptions(
-        ckpt=args.ckpt, out=args.out, context=args.context, horizon=args.horizon, size=args.size,
-        precisions=parse_precisions(args.precision), static_batch=args.static_batch,
-        max_batch=args.max_batch, data=args.data, calib=args.calib, calib_split=args.calib_split,
-        calib_clips=args.calib_clips, verify_clips=args.verify_clips, tolerance=args.tolerance,
-        psnr_floor=args.psnr_floor, exporter=args.exporter, rollout=args.rollout, opset=args.opset,
-        channel_order=args.channel_order, force=args.force, seed=args.seed)
-    manifest = export_model(options)
-    fp32 = manifest["verification"]["fp32"]
-    print(f"wrote {options.out} ({manifest['exporter']} exporter; fp32 worst max abs "
-          f"{fp32['worst_max_abs']:.2e}, step loop {fp32['step_loop_worst_max_abs']:.2e})")
-    return 0
+# How rollout.onnx is made (ExportOptions.rollout): "unrolled" exports the open- and closed-loop
+# steps and wires copies of them in ONNX (seconds, at any horizon); "traced" exports the whole
+# unrolled PyTorch loop (its export time grows faster than the horizon: minutes to hours for the
+# paper configs).
 
 
 # --- inputs ---------------------------------------------------------------------------------------
@@ -225,14 +174,6 @@ def export_model(options: ExportOptions) -> dict:
     """Write and verify a model folder; returns the manifest. See docs/model-folder.md."""
     out = Path(options.out)
     _check_out(out, options.force)
-    for label, value in (("context", options.context), ("horizon", options.horizon)):
-        if value is not None and value < 1:
-            raise MSPNError(f"{label} must be >= 1 frame, got {value}")
-    parse_precisions(",".join(options.precisions))
-    if options.exporter not in ("auto", "dynamo", "torchscript"):
-        raise MSPNError(f"unknown exporter {options.exporter!r}; choose auto, dynamo or torchscript")
-    if options.rollout not in ROLLOUT_BUILDS:
-        raise MSPNError(f"unknown rollout build {options.rollout!r}; choose {' or '.join(ROLLOUT_BUILDS)}")
     for label, folder in (("--data", options.data), ("--calib", options.calib)):
         if folder is not None and not Path(folder).is_dir():
             raise MSPNError(f"{label} folder not found: {folder}")
@@ -297,43 +238,86 @@ def _export_into(work: Path, spec: ExportSpec, options: ExportOptions, checkpoin
         return _stages(bar, work, spec, options, checkpoint, inputs, data_info, calib)
 
 
+@dataclass
+class _Run:
+    """What the export's steps share: the working folder, spec, options, progress bar, the
+    PyTorch model, its t = 0 state and the parity inputs with their PyTorch reference."""
+
+    bar: Any
+    work: Path
+    spec: ExportSpec
+    options: ExportOptions
+    model: Any
+    init: dict        # {state name: (1, ...) float32}
+    inputs: dict      # {set name: (B, T_ctx, C, H, W) float32}
+    reference: dict   # {set name: (B, T_pred, C, H, W) float32}, PyTorch's rollout
+    warnings: list = field(default_factory=list)
+
+    def stage(self, text: str) -> None:
+        self.bar.set_postfix_str(text)
+
+    def done(self) -> None:
+        self.bar.update()
+
+
 def _stages(bar, work: Path, spec: ExportSpec, options: ExportOptions, checkpoint, inputs: dict,
             data_info: dict | None, calib: np.ndarray | None) -> dict:
-    from mspn.export import manifest as manifest_io
-    from mspn.export import precision as prec
+    """The export, step by step: reference, fp32 graphs, each variant, pre-flight, manifest."""
+    started = time.perf_counter()
+    run = _reference(bar, work, spec, options, checkpoint, inputs)
+    export_records, fp32, pieces = _fp32_graphs(run)
+    verification = _fp32_verification(run, fp32, data_info)
+    graphs = {g: {"fp32": spec.graph_entry(g, "fp32")} for g in GRAPHS}
+    rng = np.random.default_rng(spec.verify_seed + 1)
+    for variant in (v for v in spec.precisions if v != "fp32"):
+        if variant == "fp16":
+            record = _fp16_variant(run)
+        else:
+            record = _int8_variant(run, calib, rng, pieces)
+        _check_floor(run, variant, record)
+        verification["variants"][variant] = record
+        for graph in GRAPHS:
+            graphs[graph][variant] = spec.graph_entry(graph, variant)
+    trt = _preflight(run)
+    manifest = _write_manifest(run, export_records, graphs, verification, trt, started)
+    bar.close()  # before the warnings, so they are not interleaved with the bar
+    _print_warnings(run.warnings, trt)
+    return manifest
+
+
+def _reference(bar, work: Path, spec: ExportSpec, options: ExportOptions, checkpoint, inputs: dict) -> _Run:
+    """The t = 0 state (written to the folder) and PyTorch's rollout on every parity input."""
     from mspn.export import verify
-    from mspn.export.preflight import preflight
     from mspn.export.wrappers import initial_state
 
-    started = time.perf_counter()
-
-    def stage(text):
-        bar.set_postfix_str(text)
-
+    bar.set_postfix_str("initial state, PyTorch reference")
     model = checkpoint.build_model().float()
-    names = spec.state_names()
-
-    stage("initial state, PyTorch reference")
     init = {k: v.numpy().astype(np.float32) for k, v in initial_state(model, spec.height, spec.width).items()}
     np.savez(work / "initial_state.npz", **init)
-
-    rng = np.random.default_rng(spec.verify_seed + 1)
     reference = {k: _batched(lambda x: verify.torch_rollout(model, x, spec.horizon), v, spec)
                  for k, v in inputs.items()}
     bar.update()
+    return _Run(bar, work, spec, options, model, init, inputs, reference)
 
-    # fp32 graphs, each verified the moment it is written.
-    builders, pieces = _graph_builders(model, spec, init, options.rollout, work)
+
+def _fp32_graphs(run: _Run) -> tuple[dict, dict, dict]:
+    """Both fp32 graphs, each verified the moment it is written: (export records, parity, pieces)."""
+    spec, options = run.spec, run.options
+    builders, pieces = _graph_builders(run.model, spec, run.init, options.rollout, run.work)
     export_records, fp32 = {}, {}
     for graph in GRAPHS:
-        stage(f"fp32 {graph}")
+        run.stage(f"fp32 {graph}")
         export_records[graph], fp32[graph] = _export_verified(
-            builders[graph], work / spec.graph_file(graph, "fp32"), graph, spec, options.exporter,
-            init, inputs, reference)
-        bar.update()
+            builders[graph], run.work / spec.graph_file(graph, "fp32"), graph, spec, options.exporter,
+            run.init, run.inputs, run.reference)
+        run.done()
     export_records["rollout"]["build"] = options.rollout
+    return export_records, fp32, pieces
 
-    verification = {
+
+def _fp32_verification(run: _Run, fp32: dict, data_info: dict | None) -> dict:
+    spec = run.spec
+    return {
         "reference": "PyTorch MSPN.rollout, float32",
         "inputs": {"random": {"clips": spec.check_batch(), "seed": spec.verify_seed}, "data": data_info},
         "fp32": {"tolerance_max_abs": spec.fp32_max_abs, "passed": True,
@@ -343,53 +327,72 @@ def _stages(bar, work: Path, spec: ExportSpec, options: ExportOptions, checkpoin
         "variants": {},
         "psnr_floor": spec.psnr_floor,
     }
-    graphs = {g: {"fp32": spec.graph_entry(g, "fp32")} for g in GRAPHS}
-    warnings_out = []
 
-    for variant in spec.precisions:
-        if variant == "fp32":
-            continue
-        record = {}
-        if variant == "int8":
-            record["calibration"] = _int8_calibration(calib, options, spec, init, rng, work)
-            if record["calibration"]["synthetic"]:
-                warnings_out.append("int8 calibrated on synthetic random clips (no --calib): "
-                                    "its accuracy on real video is unknown")
-        for graph in GRAPHS:
-            stage(f"{variant} {graph}")
-            src, dst = work / spec.graph_file(graph, "fp32"), work / spec.graph_file(graph, variant)
-            if variant == "fp16":
-                record[graph] = _fp16_graph(src, dst, graph, spec, init, inputs, reference)
-            else:
-                if graph == "rollout" and pieces:
-                    settings = _int8_unrolled_rollout(pieces, record["calibration"]["feeds"]["step"], init,
-                                                      spec, dst)
-                else:
-                    settings = prec.to_int8(src, dst, record["calibration"]["feeds"][graph])
-                verify.check_model(dst)
-                results = _graph_parity(dst, graph, spec, init, inputs, reference)
-                record[graph] = {"settings": settings, "parity": results, "min_psnr": _summary(results)[1]}
-            graphs[graph][variant] = spec.graph_entry(graph, variant)
-            bar.update()
-        record.get("calibration", {}).pop("feeds", None)
-        record["min_psnr"] = min(record[g]["min_psnr"] for g in GRAPHS)
-        record["below_floor"] = record["min_psnr"] < spec.psnr_floor
-        if record["below_floor"]:
-            warnings_out.append(f"{variant} variant PSNR {record['min_psnr']:.1f} dB against fp32 PyTorch "
-                                f"is below the floor {spec.psnr_floor:g} dB")
-        verification["variants"][variant] = record
 
-    stage("tensorrt pre-flight")
-    trt = {}
+def _fp16_variant(run: _Run) -> dict:
+    record = {}
     for graph in GRAPHS:
-        for variant in spec.precisions:
-            trt[spec.graph_file(graph, variant)] = preflight(work / spec.graph_file(graph, variant),
-                                                             spec.dynamic_batch)
-    bar.update()
+        run.stage(f"fp16 {graph}")
+        src, dst = run.work / run.spec.graph_file(graph, "fp32"), run.work / run.spec.graph_file(graph, "fp16")
+        record[graph] = _fp16_graph(src, dst, graph, run.spec, run.init, run.inputs, run.reference)
+        run.done()
+    return record
 
-    stage("manifest")
+
+def _int8_variant(run: _Run, calib: np.ndarray | None, rng, pieces: dict) -> dict:
+    """Calibrate, quantize both graphs (the rollout unrolled from the int8 step pieces when the
+    fp32 rollout was), verify each against PyTorch."""
+    from mspn.export import precision as prec
+    from mspn.export import verify
+
+    spec = run.spec
+    record = {"calibration": _int8_calibration(calib, run.options, spec, run.init, rng, run.work)}
+    if record["calibration"]["synthetic"]:
+        run.warnings.append("int8 calibrated on synthetic random clips (no --calib): its accuracy on "
+                            "real video is unknown")
+    feeds = record["calibration"].pop("feeds")
+    for graph in GRAPHS:
+        run.stage(f"int8 {graph}")
+        src, dst = run.work / spec.graph_file(graph, "fp32"), run.work / spec.graph_file(graph, "int8")
+        if graph == "rollout" and pieces:
+            settings = _int8_unrolled_rollout(pieces, feeds["step"], run.init, spec, dst)
+        else:
+            settings = prec.to_int8(src, dst, feeds[graph])
+        verify.check_model(dst)
+        results = _graph_parity(dst, graph, spec, run.init, run.inputs, run.reference)
+        record[graph] = {"settings": settings, "parity": results, "min_psnr": _summary(results)[1]}
+        run.done()
+    return record
+
+
+def _check_floor(run: _Run, variant: str, record: dict) -> None:
+    record["min_psnr"] = min(record[g]["min_psnr"] for g in GRAPHS)
+    record["below_floor"] = record["min_psnr"] < run.spec.psnr_floor
+    if record["below_floor"]:
+        run.warnings.append(f"{variant} variant PSNR {record['min_psnr']:.1f} dB against fp32 PyTorch "
+                            f"is below the floor {run.spec.psnr_floor:g} dB")
+
+
+def _preflight(run: _Run) -> dict:
+    """TensorRT's pre-flight of every graph file, as TensorRT would parse it."""
+    from mspn.export.preflight import preflight
+
+    run.stage("tensorrt pre-flight")
+    spec = run.spec
+    trt = {spec.graph_file(graph, variant): preflight(run.work / spec.graph_file(graph, variant), spec.dynamic_batch)
+           for graph in GRAPHS for variant in spec.precisions}
+    run.done()
+    return trt
+
+
+def _write_manifest(run: _Run, export_records: dict, graphs: dict, verification: dict, trt: dict,
+                    started: float) -> dict:
+    from mspn.export import manifest as manifest_io
+
+    run.stage("manifest")
+    spec = run.spec
     exporters = {r["exporter"] for r in export_records.values()}
-    manifest = {
+    manifest = manifest_io.write_manifest(run.work, {
         "format": manifest_io.FORMAT, "format_version": manifest_io.FORMAT_VERSION,
         "name": spec.name, "config": spec.config,
         "context": spec.context, "horizon": spec.horizon, "frame_size": [spec.height, spec.width],
@@ -398,25 +401,26 @@ def _stages(bar, work: Path, spec: ExportSpec, options: ExportOptions, checkpoin
         "opset": spec.opset, "exporter": exporters.pop() if len(exporters) == 1 else "mixed",
         "export": {**export_records, "total_seconds": round(time.perf_counter() - started, 2)},
         "graphs": graphs,
-        "state": {"file": "initial_state.npz", "names": names},
+        "state": {"file": "initial_state.npz", "names": spec.state_names()},
         "spec": spec.to_dict(),
         "versions": manifest_io.package_versions(),
         "verification": verification,
         "tensorrt_preflight": trt,
-        "warnings": warnings_out,
+        "warnings": run.warnings,
         "engines": {},
-    }
-    manifest = manifest_io.write_manifest(work, manifest)
-    bar.update()
-    bar.close()  # before the warnings, so they are not interleaved with the bar
-    for text in warnings_out:
+    })
+    run.done()
+    return manifest
+
+
+def _print_warnings(warnings: list, trt: dict) -> None:
+    for text in warnings:
         print(f"WARNING: {text}", file=sys.stderr)
     for name, result in trt.items():
         if not result["ok"]:
             print(f"WARNING: TensorRT pre-flight of {name}: unsupported ops {result['unsupported_ops']}, "
                   f"dynamic dims {result['dynamic_dims']}, Q/DQ issues {result['qdq_issues']['count']}",
                   file=sys.stderr)
-    return manifest
 
 
 def _graph_builders(model, spec: ExportSpec, init: dict, rollout: str, work: Path) -> tuple[dict, dict]:

@@ -9,62 +9,46 @@ import argparse
 import sys
 
 from mspn.errors import MSPNError
+from mspn.options import size_hw
 
 
-def _size(text: str) -> tuple[int, int]:
-    try:
-        h, w = text.lower().split("x")
-        return int(h), int(w)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"size must look like HxW (e.g. 96x128), got {text!r}") from None
+def _command(sub, name: str, help: str, options_class, handler, description: str | None = None):
+    """A subcommand whose arguments are the fields of ``options_class`` (mspn.options); the
+    handler receives the filled, validated options object."""
+    from mspn.options import add_arguments, from_args
+
+    p = sub.add_parser(name, help=help, description=description or help)
+    add_arguments(p, options_class)
+    p.set_defaults(handler=lambda args: handler(from_args(options_class, args)))
+    return p
 
 
 # --- training and evaluation -------------------------------------------------------------------
 
 def _add_train(sub):
-    p = sub.add_parser("train", help="train MSPN (pixel stage, or adversarial with --adv)")
-    p.add_argument("--config", default="tiny", help="preset name or YAML file")
-    p.add_argument("--data", required=True, help="dataset folder with train/ and val/ splits")
-    p.add_argument("--out", required=True, help="run folder (checkpoints, logs)")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="config override, e.g. --set train.epochs=2 (repeatable)")
-    p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
-    p.add_argument("--adv", action="store_true", help="adversarial stage (needs --init)")
-    p.add_argument("--init", help="pixel checkpoint the adversarial generator starts from")
+    from mspn.options import TrainOptions
 
-    def run(args):
-        from mspn.train.run import train_from_args
-        return train_from_args(args)
-    p.set_defaults(handler=run)
+    def run(options):
+        from mspn.train.run import run_train
+        return run_train(options)
+    _command(sub, "train", "train MSPN (pixel stage, or adversarial with --adv)", TrainOptions, run)
 
 
 def _add_eval(sub):
-    p = sub.add_parser("eval", help="per-step metrics, plots and strips against trivial baselines")
-    p.add_argument("--ckpt", required=True)
-    p.add_argument("--data", required=True)
-    p.add_argument("--split", default="test")
-    p.add_argument("--context", type=int)
-    p.add_argument("--horizon", type=int)
-    p.add_argument("--report", default="report.json", help="JSON report path; pictures go beside it")
-    p.add_argument("--max-clips", type=int, default=0, help="0: every clip of the split")
-    p.add_argument("--batch", type=int, default=8)
-    p.add_argument("--lpips-weights", help="AlexNet ImageNet weights (.pth) for LPIPS")
-    p.add_argument("--clip", action="store_true", help="clip predictions to [0, 1] before the metrics")
-    p.add_argument("--untrained", action="store_true",
-                   help="also measure the same network at the initialisation its training started from")
+    from mspn.options import EvalOptions
 
-    def run(args):
-        from mspn.evaluate import evaluate_from_args
-        return evaluate_from_args(args)
-    p.set_defaults(handler=run)
+    def run(options):
+        from mspn.evaluate import evaluate
+        evaluate(options)
+    _command(sub, "eval", "per-step metrics, plots and strips against trivial baselines", EvalOptions, run)
 
 
 def _add_import_reference(sub):
     p = sub.add_parser("import-reference", help="convert a checkpoint of the authors' code")
     p.add_argument("--ckpt", required=True, help="reference checkpoint (model_state / g_model / bare)")
     p.add_argument("--config", required=True, help="paper-mnist, paper-rgb or a YAML config")
-    p.add_argument("--out", required=True)
-    p.add_argument("--size", type=_size, help="frame size HxW the weights were trained on")
+    p.add_argument("--out", required=True, help="mspn checkpoint to write")
+    p.add_argument("--size", type=size_hw, help="frame size HxW the weights were trained on")
 
     def run(args):
         from mspn.models.reference import import_reference_file
@@ -74,57 +58,29 @@ def _add_import_reference(sub):
 
 
 def _add_predict(sub):
-    p = sub.add_parser("predict", help="predict future frames: .npy clips or a video, checkpoint or model folder")
-    # --ckpt and --input are checked in the handler or library, not by argparse: --model (an
-    # exported model folder, torch-free) and --video are their alternatives.
-    p.add_argument("--ckpt", help="PyTorch checkpoint to predict with (with --model: the torch backend's weights)")
-    p.add_argument("--model", help="exported model folder, run torch-free on --backend")
-    p.add_argument("--input", help=".npy (B, T, C, H, W) uint8 or float32 in [0, 1]")
-    p.add_argument("--horizon", type=int, help="frames to predict (with --model: default the model's)")
-    p.add_argument("--out", required=True, help=".npy output (B, HORIZON, C, H, W) float32, or a "
-                   "video (.mp4/.avi) of real | predicted frames with --video")
-    runtime = p.add_argument_group("model folder (--model)")
-    runtime.add_argument("--backend", default="onnxruntime",
-                         choices=["onnxruntime", "openvino", "tensorrt", "torch"])
-    runtime.add_argument("--variant", default="fp32", choices=["fp32", "fp16", "int8"])
-    runtime.add_argument("--provider", choices=["cpu", "cuda", "tensorrt"], help="onnxruntime provider")
-    runtime.add_argument("--precision", choices=["f32", "bf16"], help="openvino inference precision")
-    runtime.add_argument("--threads", type=int, help="CPU threads (onnxruntime, openvino)")
-    runtime.add_argument("--video", help="input video; frames are resized to the model's size")
-    runtime.add_argument("--stream", action="store_true", help="video: stream frame by frame (lead 1)")
-    runtime.add_argument("--lead", type=int, default=1, help="video: predict this many frames ahead")
-    runtime.add_argument("--gif", help="video: also write this animated GIF")
-    runtime.add_argument("--max-frames", type=int, default=0, help="video: read at most this many (0: all)")
+    from mspn.options import PredictOptions
 
-    def run(args):
-        if args.model:  # torch-free path: must not import mspn.predict (torch)
-            from mspn.runtime.commands import predict_from_args
-            return predict_from_args(args)
-        if args.input is None:
+    def run(options):
+        if options.model:  # torch-free path: must not import mspn.predict (torch)
+            from mspn.runtime.commands import predict_model
+            return predict_model(options)
+        if options.input is None:
             raise MSPNError("--input is required (or --model with --video)")
         from mspn.predict import predict_file
-        predictions = predict_file(args.ckpt, args.input, args.horizon, args.out)
-        print(f"wrote {args.out} {tuple(predictions.shape)} float32")
-    p.set_defaults(handler=run)
+        predictions = predict_file(options.ckpt, options.input, options.horizon, options.out)
+        print(f"wrote {options.out} {tuple(predictions.shape)} float32")
+    _command(sub, "predict", "predict future frames: .npy clips or a video, checkpoint or model folder",
+             PredictOptions, run)
 
 
 def _add_build_engine(sub):
-    p = sub.add_parser("build-engine", help="build TensorRT engines into a model folder (needs a GPU)")
-    p.add_argument("model_dir", metavar="MODEL_DIR")
-    p.add_argument("--variant", default="fp32", choices=["fp32", "fp16", "int8"],
-                   help="exported graph to build from (precision comes from the graph)")
-    p.add_argument("--workspace", type=float, default=4.0, help="builder workspace in GiB")
-    p.add_argument("--timing-cache", help="timing cache file, read if present and updated")
-    p.add_argument("--min-batch", type=int, help="profile min batch (default: the manifest's)")
-    p.add_argument("--opt-batch", type=int, help="profile opt batch")
-    p.add_argument("--max-batch", type=int, help="profile max batch")
-    p.add_argument("--graph", dest="graphs", action="append", choices=["rollout", "step"],
-                   help="build only this graph (repeatable; default both)")
+    from mspn.options import BuildEngineOptions
 
-    def run(args):
-        from mspn.runtime.tensorrt_build import build_engine_from_args
-        build_engine_from_args(args)
-    p.set_defaults(handler=run)
+    def run(options):
+        from mspn.runtime.tensorrt_build import build_engine_command
+        build_engine_command(options)
+    _command(sub, "build-engine", "build TensorRT engines into a model folder (needs a GPU)",
+             BuildEngineOptions, run)
 
 
 # --- datasets ----------------------------------------------------------------------------------
@@ -153,7 +109,7 @@ def _add_data(sub):
 
     def common(q, size, size_help):
         q.add_argument("--out", required=True, help="dataset folder to write (train/ val/ test/ info.json)")
-        q.add_argument("--size", type=_size, default=size, help=f"frame size HxW (default {size_help})")
+        q.add_argument("--size", type=size_hw, default=size, help=f"frame size HxW (default {size_help})")
         q.add_argument("--overwrite", action="store_true", help="replace the videos already in OUT")
 
     def done(info, out):
@@ -253,64 +209,26 @@ def _add_data(sub):
 
 
 def _add_export(sub):
-    p = sub.add_parser("export", help="checkpoint -> verified ONNX model folder (rollout, step, variants)")
-    p.add_argument("--ckpt", required=True, help="mspn checkpoint")
-    p.add_argument("--out", required=True, help="model folder to write (must not exist unless --force)")
-    p.add_argument("--context", type=int, help="T_ctx context frames (default: the config's)")
-    p.add_argument("--horizon", type=int, help="T_pred predicted frames (default: the config's)")
-    p.add_argument("--size", type=_size, help="frame size HxW (default: the checkpoint's)")
-    p.add_argument("--precision", default="fp32", help="comma-separated: fp32,fp16,int8")
-    p.add_argument("--static-batch", type=int, metavar="N", help="fixed batch N instead of a dynamic axis")
-    p.add_argument("--max-batch", type=int, default=8, help="largest dynamic batch (TensorRT profile)")
-    p.add_argument("--data", help="dataset folder: parity also on clips of its val (or test) split")
-    p.add_argument("--calib", help="dataset folder for int8 calibration (default: synthetic clips)")
-    p.add_argument("--calib-split", default="val")
-    p.add_argument("--calib-clips", type=int, default=8)
-    p.add_argument("--verify-clips", type=int, default=4, help="real clips checked with --data")
-    p.add_argument("--tolerance", type=float, default=1e-4, help="fp32 max abs error vs PyTorch")
-    p.add_argument("--psnr-floor", type=float, default=30.0, help="dB; variants below are flagged")
-    p.add_argument("--exporter", default="auto", choices=["auto", "dynamo", "torchscript"])
-    p.add_argument("--rollout", default="unrolled", choices=["unrolled", "traced"],
-                   help="unrolled: export the open- and closed-loop steps and wire copies of them into "
-                        "rollout.onnx (fast at any horizon); traced: export the unrolled PyTorch loop")
-    p.add_argument("--opset", type=int, default=18)
-    p.add_argument("--channel-order", choices=["gray", "bgr", "rgb"],
-                   help="default: gray for 1 channel, bgr (the reference's) for 3")
-    p.add_argument("--seed", type=int, default=0, help="seed of the random parity inputs")
-    p.add_argument("--force", action="store_true", help="replace an existing output folder")
+    from mspn.options import ExportOptions
 
-    def run(args):
-        from mspn.export.pipeline import export_from_args
-        return export_from_args(args)
-    p.set_defaults(handler=run)
+    def run(options):
+        from mspn.export.pipeline import export_model
+        manifest = export_model(options)
+        fp32 = manifest["verification"]["fp32"]
+        print(f"wrote {options.out} ({manifest['exporter']} exporter; fp32 worst max abs "
+              f"{fp32['worst_max_abs']:.2e}, step loop {fp32['step_loop_worst_max_abs']:.2e})")
+    _command(sub, "export", "checkpoint -> verified ONNX model folder (rollout, step, variants)",
+             ExportOptions, run)
 
 
 def _add_bench(sub):
-    p = sub.add_parser("bench", help="parity and latency of every backend x variant of a model folder")
-    p.add_argument("--model", required=True, help="model folder written by `mspn export`")
-    p.add_argument("--backends", default="torch,onnxruntime,openvino",
-                   help="comma list of torch, onnxruntime, openvino, tensorrt")
-    p.add_argument("--variants", help="comma list of fp32, fp16, int8, bf16 (OpenVINO); "
-                                      "default: the folder's variants and bf16")
-    p.add_argument("--batch", type=int, default=1)
-    p.add_argument("--threads", type=int, help="threads for every backend (default: usable CPUs)")
-    p.add_argument("--runs", type=int, default=20, help="timed runs per measurement (at most)")
-    p.add_argument("--warmup", type=int, default=3)
-    p.add_argument("--max-seconds", type=float, default=60.0,
-                   help="stop a measurement's runs after this long (at least 3 runs are taken)")
-    p.add_argument("--stream-runs", type=int, default=5, help="streaming sessions per backend")
-    p.add_argument("--ab-runs", type=int, help="alternating A/B pairs against PyTorch (default: --runs)")
-    p.add_argument("--report", default="bench.json", help="JSON report; PNG charts go beside it")
-    p.add_argument("--ckpt", help="checkpoint of the PyTorch reference, if the folder carries none")
-    p.add_argument("--data", help="dataset folder: parity and accuracy on its test clips")
-    p.add_argument("--clips", type=int, default=4, help="clips for parity and accuracy")
-    p.add_argument("--profile", action="store_true", help="op-type time breakdown (ORT / OpenVINO)")
-    p.add_argument("--no-charts", action="store_true")
+    from mspn.options import BenchOptions
 
-    def run(args):
-        from mspn.bench.run import bench_from_args
-        return bench_from_args(args)
-    p.set_defaults(handler=run)
+    def run(options):
+        from mspn.bench.run import run_bench
+        run_bench(options)
+        print(f"wrote {options.report}")
+    _command(sub, "bench", "parity and latency of every backend x variant of a model folder", BenchOptions, run)
 
 
 # -----------------------------------------------------------------------------------------------

@@ -24,6 +24,7 @@ from mspn.checkpoint import load_checkpoint
 from mspn.errors import MSPNError
 from mspn.fileio import atomic_path, atomic_write_json
 from mspn.metrics import StepMetrics, load_lpips
+from mspn.options import EvalOptions
 
 SHOWN_CLIPS = 4  # clips drawn in the strip and the GIF
 # Table columns: (metric, header, format); LPIPS is added when it was measured.
@@ -34,9 +35,7 @@ METRICS_NOTE = ("per predicted step, averaged over clips; psnr/ssim: scikit-imag
                 "AlexNet, raw (the paper prints x100); PSNR +inf written as null")
 
 
-def evaluate(ckpt, data, split: str = "test", context: int | None = None,
-             horizon: int | None = None, report="report.json", max_clips: int = 0, batch: int = 8,
-             lpips_weights=None, clip: bool = False, untrained: bool = False, quiet: bool = False) -> dict:
+def evaluate(options: EvalOptions) -> dict:
     """Measure a checkpoint and the baselines on a split; write the report, plot, strip and GIF;
     return the report.
 
@@ -47,26 +46,24 @@ def evaluate(ckpt, data, split: str = "test", context: int | None = None,
     """
     from mspn.data.clips import ClipDataset  # the data layer is imported only when evaluating
 
-    checkpoint = load_checkpoint(ckpt)
+    o = options
+    checkpoint = load_checkpoint(o.ckpt)
     config = checkpoint.config
-    context = config.data.context if context is None else context
-    horizon = config.data.pred_steps if horizon is None else horizon
-    if context < 1 or horizon < 1:
-        raise MSPNError(f"context and horizon must be >= 1, got context {context}, horizon {horizon}")
-    if batch < 1 or max_clips < 0:
-        raise MSPNError(f"batch must be >= 1 and max_clips >= 0, got {batch} and {max_clips}")
+    context = config.data.context if o.context is None else o.context
+    horizon = config.data.pred_steps if o.horizon is None else o.horizon
+    ckpt, data, split, report, quiet = o.ckpt, o.data, o.split, o.report, o.quiet
     dataset = ClipDataset(data, split, context + horizon, frame_interval=config.data.frame_interval)
     _check_data(dataset, checkpoint, data, split)
-    count = len(dataset) if max_clips == 0 else min(max_clips, len(dataset))
+    count = len(dataset) if o.max_clips == 0 else min(o.max_clips, len(dataset))
     loader = torch.utils.data.DataLoader(torch.utils.data.Subset(dataset, range(count)),
-                                         batch_size=batch, shuffle=False)
-    lpips, lpips_status = load_lpips(lpips_weights, frame_size=tuple(dataset.frame_size))
-    predictors = _predictors(checkpoint, untrained)
-    results = {name: StepMetrics(horizon, clip=clip, lpips=lpips, lpips_status=lpips_status)
+                                         batch_size=o.batch, shuffle=False)
+    lpips, lpips_status = load_lpips(o.lpips_weights, frame_size=tuple(dataset.frame_size))
+    predictors = _predictors(checkpoint, o.untrained)
+    results = {name: StepMetrics(horizon, clip=o.clip, lpips=lpips, lpips_status=lpips_status)
                for name in predictors}
     shown = _measure(loader, context, horizon, predictors, results, desc=f"eval {split}", quiet=quiet)
 
-    record = _record(ckpt, config, data, split, context, horizon, dataset, count, clip, lpips_status,
+    record = _record(ckpt, config, data, split, context, horizon, dataset, count, o.clip, lpips_status,
                      results, Path(report))
     if not quiet:
         print(format_table(results, lpips_status))
@@ -128,14 +125,6 @@ def _record(ckpt, config, data, split, context, horizon, dataset, count, clip, l
                   "strip": str(report.with_name(f"{report.stem}_strip.png")),
                   "gif": str(report.with_name(f"{report.stem}_rollout.gif"))},
     }
-
-
-def evaluate_from_args(args) -> int:
-    """The `mspn eval` handler."""
-    evaluate(args.ckpt, args.data, split=args.split, context=args.context, horizon=args.horizon,
-             report=args.report, max_clips=args.max_clips, batch=args.batch,
-             lpips_weights=args.lpips_weights, clip=args.clip, untrained=args.untrained)
-    return 0
 
 
 def _check_data(dataset, checkpoint, data, split) -> None:

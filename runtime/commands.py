@@ -7,22 +7,9 @@ import numpy as np
 
 from mspn.errors import MSPNError
 from mspn.fileio import atomic_path
+from mspn.options import PredictOptions
 
 from .predictor import Predictor
-
-
-def backend_options(args) -> dict:
-    """Backend options from the command line: only those given, so each backend's defaults apply."""
-    options = {}
-    if getattr(args, "provider", None):
-        options["provider"] = args.provider
-    if getattr(args, "threads", None):
-        options["threads"] = args.threads
-    if getattr(args, "precision", None):
-        options["precision"] = args.precision
-    if args.backend == "torch":
-        options["ckpt"] = args.ckpt
-    return options
 
 
 def predict_array(predictor: Predictor, frames: np.ndarray, horizon: int | None = None) -> np.ndarray:
@@ -51,11 +38,11 @@ def predict_array(predictor: Predictor, frames: np.ndarray, horizon: int | None 
     return np.concatenate(parts)
 
 
-def predict_from_args(args) -> None:
+def predict_model(args: PredictOptions) -> None:
     """`mspn predict --model DIR --backend B (--input X.npy | --video V) --out OUT`."""
     if (args.input is None) == (args.video is None):
         raise MSPNError("give exactly one of --input X.npy or --video VIDEO")
-    with Predictor.load(args.model, backend=args.backend, variant=args.variant, **backend_options(args)) as predictor:
+    with Predictor.load(args.model, backend=args.backend, variant=args.variant, **args.backend_options()) as predictor:
         if args.video is not None:
             from .video import predict_video
             if args.horizon is not None:

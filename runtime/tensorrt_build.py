@@ -14,6 +14,7 @@ from pathlib import Path
 
 from mspn.errors import MSPNError
 from mspn.fileio import atomic_write_bytes
+from mspn.options import BuildEngineOptions
 
 from .manifest import GRAPHS, Manifest, write_manifest
 from .tensorrt_backend import _check, _cudart, _trt, gpu_info
@@ -108,7 +109,7 @@ def build_engine(model_dir: str | Path, variant: str = "fp32", workspace_gib: fl
     return list(written)
 
 
-def build_engine_from_args(args) -> list[str]:
+def build_engine_command(args: BuildEngineOptions) -> list[str]:
     """`mspn build-engine MODEL_DIR ...`: unset batch bounds default to the manifest's."""
     manifest = Manifest.load(args.model_dir)
     bmin = args.min_batch or manifest.batch_min

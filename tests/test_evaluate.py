@@ -12,6 +12,7 @@ from mspn.cli import main
 from mspn.config import load_config
 from mspn.errors import MSPNError
 from mspn.evaluate import evaluate
+from mspn.options import EvalOptions
 from mspn.models.mspn import MSPN
 
 
@@ -49,7 +50,7 @@ def test_report_structure_files_and_baselines(tmp_path, micro_ckpt, capsys):
     ckpt, model = micro_ckpt
     videos = _videos(tmp_path / "data")
     report_path = tmp_path / "out" / "report.json"
-    record = evaluate(ckpt, tmp_path / "data", report=report_path, batch=4, untrained=True)
+    record = evaluate(EvalOptions(ckpt, tmp_path / "data", report=report_path, batch=4, untrained=True))
     report = json.loads(report_path.read_text())
     assert report == json.loads(json.dumps(record))
     # 3 videos of 11 frames, clips of 3 + 2 = 5 non-overlapping frames -> 2 clips per video
@@ -113,8 +114,8 @@ def test_max_clips_horizon_and_lpips_code_path(tmp_path, monkeypatch):
     ckpt = tmp_path / "micro32.pt"
     save_checkpoint(ckpt, config, MSPN(config.model).state_dict(), frame_size=(32, 32))
     _videos(tmp_path / "data", count=2, frames=12, size=32)
-    record = evaluate(ckpt, tmp_path / "data", context=2, horizon=4, max_clips=3, batch=2,
-                      report=tmp_path / "r.json", clip=True, quiet=True)
+    record = evaluate(EvalOptions(ckpt, tmp_path / "data", context=2, horizon=4, max_clips=3, batch=2,
+                                  report=tmp_path / "r.json", clip=True, quiet=True))
     assert record["clips"] == 3 and record["clipped"] is True
     assert record["lpips"]["status"] == "random-backbone" and record["lpips"]["reportable"] is False
     assert len(record["model"]["per_step"]["lpips"]) == 4
@@ -125,17 +126,17 @@ def test_max_clips_horizon_and_lpips_code_path(tmp_path, monkeypatch):
 def test_clips_longer_than_the_videos_are_refused(tmp_path, micro_ckpt):
     _videos(tmp_path / "data", frames=6)
     with pytest.raises(MSPNError, match="longer than every video.*longest has 6 frames"):
-        evaluate(micro_ckpt[0], tmp_path / "data", context=3, horizon=4, report=tmp_path / "r.json")
+        evaluate(EvalOptions(micro_ckpt[0], tmp_path / "data", context=3, horizon=4, report=tmp_path / "r.json"))
     assert not (tmp_path / "r.json").exists()
 
 
 def test_channels_and_size_must_match_the_checkpoint(tmp_path, micro_ckpt):
     _videos(tmp_path / "rgb", channels=3)
     with pytest.raises(MSPNError, match="videos have 3 channel.*predicts 1"):
-        evaluate(micro_ckpt[0], tmp_path / "rgb", report=tmp_path / "r.json")
+        evaluate(EvalOptions(micro_ckpt[0], tmp_path / "rgb", report=tmp_path / "r.json"))
     _videos(tmp_path / "big", size=32)
     with pytest.raises(MSPNError, match="frames are 32x32 .*trained on 16x16"):
-        evaluate(micro_ckpt[0], tmp_path / "big", report=tmp_path / "r.json")
+        evaluate(EvalOptions(micro_ckpt[0], tmp_path / "big", report=tmp_path / "r.json"))
 
 
 def test_cli_eval_errors_exit_2_with_one_line(tmp_path, micro_ckpt, capsys):

@@ -17,6 +17,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -26,6 +27,7 @@ from mspn.bench.engines import BACKENDS, VARIANTS, cpu_flags, open_predictor, wh
 from mspn.bench.stats import paired_ratios, parity, summarize
 from mspn.errors import MSPNError
 from mspn.fileio import atomic_write_json
+from mspn.options import BenchOptions
 
 REPORT_FORMAT = "mspn-bench"
 REPORT_VERSION = 1
@@ -172,71 +174,89 @@ def flops_info(manifest) -> dict:
     return out
 
 
-def run_bench(model: str, backends="torch,onnxruntime,openvino", variants=None, batch: int = 1,
-              threads: int | None = None, runs: int = 20, warmup: int = 3, report: str = "bench.json",
-              ckpt: str | None = None, data: str | None = None, clips: int = 4,
-              max_seconds: float = 60.0, stream_runs: int = 5, ab_runs: int | None = None,
-              profile: bool = False, charts: bool = True, worker_timeout: float = 3600.0,
-              log=print) -> dict:
+@dataclass
+class Plan:
+    """What one bench run measures: the folder, its inputs and the runnable (backend, variant)s."""
+
+    options: BenchOptions
+    manifest: object
+    threads: int
+    ckpt: str | None
+    ckpt_source: str
+    contexts: np.ndarray       # (N, T_ctx, C, H, W): the parity clips' context frames
+    truth: np.ndarray          # (N, T_pred, C, H, W): their ground truth
+    latency_input: np.ndarray  # (batch, T_ctx, C, H, W)
+    inputs_info: dict
+    runnable: list
+    skipped: list
+    flops: dict = field(default_factory=dict)  # filled by _compare
+
+
+def run_bench(options: BenchOptions, log=print) -> dict:
     """Measure a model folder; write the JSON report (and charts beside it); return the report."""
+    plan = _plan(options, log)
+    reference = _reference(plan)
+    entries, outputs = _measure(plan, log)
+    _compare(plan, entries, outputs, reference, log)
+    return _report(plan, entries, outputs, reference, log)
+
+
+def _plan(options: BenchOptions, log) -> Plan:
     from mspn.runtime.manifest import Manifest
 
-    manifest = Manifest.load(model)
-    backends = _names(backends, BACKENDS, "backends")
-    variants = _names(variants or ",".join(manifest.variants + ["bf16"]), VARIANTS, "variants")
-    if threads is None:
-        threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    if threads < 1:
-        raise MSPNError(f"--threads must be >= 1, got {threads}")
-    if runs < 1 or warmup < 0 or stream_runs < 1 or max_seconds <= 0:
-        raise MSPNError("--runs and --stream-runs must be >= 1, --warmup >= 0, --max-seconds > 0")
-    if not manifest.batch_min <= batch <= manifest.batch_max:
-        raise MSPNError(f"--batch {batch} is outside the model folder's batch range "
+    manifest = Manifest.load(options.model)
+    backends = _names(options.backends, BACKENDS, "backends")
+    variants = _names(options.variants or ",".join(manifest.variants + ["bf16"]), VARIANTS, "variants")
+    threads = options.threads or (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+                                  else os.cpu_count())
+    if not manifest.batch_min <= options.batch <= manifest.batch_max:
+        raise MSPNError(f"--batch {options.batch} is outside the model folder's batch range "
                         f"{manifest.batch_min}..{manifest.batch_max}")
-    report_path = Path(report)
-    ckpt, ckpt_source = resolve_checkpoint(manifest, ckpt)
+    ckpt, ckpt_source = resolve_checkpoint(manifest, options.ckpt)
     if ckpt is not None:
         _check_checkpoint_fits(manifest, ckpt)
-
-    clip_array, inputs_info = load_clips_for(manifest, clips, data)
-    context = manifest.context
-    contexts = np.ascontiguousarray(clip_array[:, :context])
-    truth = clip_array[:, context:]
-    latency_input = np.ascontiguousarray(np.resize(contexts, (batch, *contexts.shape[1:])))
-
-    entries, runnable = [], []
+    clip_array, inputs_info = load_clips_for(manifest, options.clips, options.data)
+    contexts = np.ascontiguousarray(clip_array[:, :manifest.context])
+    latency_input = np.ascontiguousarray(np.resize(contexts, (options.batch, *contexts.shape[1:])))
+    runnable, skipped = [], []
     for backend in backends:
         for variant in variants:
             reason = why_not(backend, variant, manifest, ckpt)
             if reason is None:
                 runnable.append((backend, variant))
             else:
-                entries.append({"backend": backend, "variant": variant, "status": "skipped",
-                                "reason": reason})
+                skipped.append({"backend": backend, "variant": variant, "status": "skipped", "reason": reason})
                 log(f"skip {backend}/{variant}: {reason}")
+    return Plan(options, manifest, threads, ckpt, ckpt_source, contexts, clip_array[:, manifest.context:],
+                latency_input, inputs_info, runnable, skipped)
 
-    # The reference: fp32 PyTorch eager on the parity clips, in this process.
-    reference_engine, reference_out, reference_name = None, None, None
-    if ckpt is not None:
-        reference_engine = open_predictor(model, "torch", "fp32", threads, ckpt=ckpt)
-        reference_out = np.concatenate([reference_engine.predict(contexts[i:i + batch])
-                                        for i in range(0, len(contexts), batch)])
-        reference_name = "torch/fp32 (PyTorch eager: the export wrappers run on the checkpoint)"
 
+def _reference(plan: Plan):
+    """The fp32 PyTorch eager predictor (in this process) and its parity outputs, or Nones."""
+    if plan.ckpt is None:
+        return None, None, None
+    predictor = open_predictor(plan.options.model, "torch", "fp32", plan.threads, ckpt=plan.ckpt)
+    batch = plan.options.batch
+    out = np.concatenate([predictor.predict(plan.contexts[i:i + batch]) for i in range(0, len(plan.contexts), batch)])
+    return predictor, out, "torch/fp32 (PyTorch eager: the export wrappers run on the checkpoint)"
+
+
+def _measure(plan: Plan, log) -> tuple[list, dict]:
+    """Every runnable (backend, variant) in its own worker process: entries and parity outputs."""
+    o = plan.options
+    entries, outputs = list(plan.skipped), {}
     with tempfile.TemporaryDirectory(prefix="mspn-bench-") as tmp:
         workdir = Path(tmp)
         inputs_path = workdir / "inputs.npz"
-        np.savez(inputs_path, latency=latency_input, parity=contexts)
-        base_spec = {"model": str(Path(model).resolve()), "threads": threads, "runs": runs,
-                     "warmup": warmup, "max_seconds": max_seconds, "stream_runs": stream_runs,
-                     "batch": batch, "ckpt": ckpt, "inputs": str(inputs_path), "profile": profile,
-                     "horizon": manifest.horizon, "frame_size": list(manifest.frame_size)}
-        outputs = {}
-        for backend, variant in runnable:
+        np.savez(inputs_path, latency=plan.latency_input, parity=plan.contexts)
+        base_spec = {"model": str(Path(o.model).resolve()), "threads": plan.threads, "runs": o.runs,
+                     "warmup": o.warmup, "max_seconds": o.max_seconds, "stream_runs": o.stream_runs,
+                     "batch": o.batch, "ckpt": plan.ckpt, "inputs": str(inputs_path), "profile": o.profile}
+        for backend, variant in plan.runnable:
             log(f"measure {backend}/{variant} (own process) ...")
             start = time.perf_counter()
-            result, out = _run_worker({**base_spec, "backend": backend, "variant": variant},
-                                      workdir, worker_timeout)
+            result, out = _run_worker({**base_spec, "backend": backend, "variant": variant}, workdir,
+                                      o.worker_timeout)
             result.update(backend=backend, variant=variant, measure_s=time.perf_counter() - start)
             if result["status"] == "ok":
                 outputs[(backend, variant)] = out
@@ -245,79 +265,86 @@ def run_bench(model: str, backends="torch,onnxruntime,openvino", variants=None, 
             else:
                 log(f"  failed: {result['reason']}")
             entries.append(result)
+    return entries, outputs
 
+
+def _compare(plan: Plan, entries: list, outputs: dict, reference, log) -> None:
+    """Parity, accuracy and FLOP efficiency per entry; speed ratios against PyTorch eager."""
+    predictor, reference_out, _ = reference
     if reference_out is None:
-        for key in (("onnxruntime", "fp32"), ("openvino", "fp32")):
-            if key in outputs:
-                reference_out, reference_name = outputs[key], f"{key[0]}/{key[1]} (no checkpoint for PyTorch)"
-                break
-
-    flops = flops_info(manifest)
+        reference_out = _fallback_reference(outputs)[0]
+    flops = flops_info(plan.manifest)
     rollout_flops = flops.get("rollout", {}).get("flops")
-    graph_steps = manifest.context + manifest.horizon - 1
-    for entry in entries:
-        key = (entry["backend"], entry["variant"])
-        if entry["status"] != "ok":
-            continue
-        out = outputs[key]
-        entry["parity"] = parity(out, reference_out) if reference_out is not None else {
-            "status": "no reference"}
-        entry["accuracy"] = _ground_truth_metrics(out, truth)
+    graph_steps = plan.manifest.context + plan.manifest.horizon - 1
+    for entry in (e for e in entries if e["status"] == "ok"):
+        out = outputs[(entry["backend"], entry["variant"])]
+        entry["parity"] = parity(out, reference_out) if reference_out is not None else {"status": "no reference"}
+        entry["accuracy"] = _ground_truth_metrics(out, plan.truth)
         ceiling = entry.get("ceiling", {})
         if rollout_flops:
-            achieved = batch * rollout_flops / (entry["rollout"]["p50"] / 1e3) / 1e9
+            achieved = plan.options.batch * rollout_flops / (entry["rollout"]["p50"] / 1e3) / 1e9
             entry["efficiency"] = {"gflops": achieved, "ceiling_gflops": ceiling.get("gflops"),
-                                   "fraction_of_ceiling": achieved / ceiling["gflops"]
-                                   if ceiling.get("gflops") else None,
-                                   "flops_per_rollout": rollout_flops,
-                                   "flops_per_step": rollout_flops / graph_steps}
+                                   "fraction_of_ceiling": achieved / ceiling["gflops"] if ceiling.get("gflops") else None,
+                                   "flops_per_rollout": rollout_flops, "flops_per_step": rollout_flops / graph_steps}
+    plan.flops = flops
+    if predictor is not None:
+        _ratios_against(predictor, plan, entries, log)
+        predictor.close()
 
-    # Ratios against PyTorch eager: alternating runs in this one process.
-    if reference_engine is not None:
-        for entry in entries:
-            if entry["status"] != "ok" or entry["backend"] == "torch":
-                continue
-            log(f"A/B torch vs {entry['backend']}/{entry['variant']} ...")
-            try:
-                engine = open_predictor(model, entry["backend"], entry["variant"], threads)
-            except MSPNError as exc:
-                entry["vs_torch"] = {"status": "failed", "reason": str(exc)}
-                continue
-            try:
-                entry["vs_torch"] = _alternate(reference_engine, engine, latency_input,
-                                               ab_runs or runs, warmup, max_seconds)
-            finally:
-                engine.close()
-            log(f"  {entry['vs_torch']['median_of_pairs']:.2f}x faster than PyTorch eager")
-        reference_engine.close()
 
+def _fallback_reference(outputs: dict) -> tuple:
+    """Without a checkpoint: the fp32 ONNX Runtime (else OpenVINO) outputs serve as the reference."""
+    for key in (("onnxruntime", "fp32"), ("openvino", "fp32")):
+        if key in outputs:
+            return outputs[key], f"{key[0]}/{key[1]} (no checkpoint for PyTorch)"
+    return None, None
+
+
+def _ratios_against(reference, plan: Plan, entries: list, log) -> None:
+    """Ratios against PyTorch eager: runs alternating A B A B in this one process."""
+    o = plan.options
+    for entry in entries:
+        if entry["status"] != "ok" or entry["backend"] == "torch":
+            continue
+        log(f"A/B torch vs {entry['backend']}/{entry['variant']} ...")
+        try:
+            candidate = open_predictor(o.model, entry["backend"], entry["variant"], plan.threads)
+        except MSPNError as exc:
+            entry["vs_torch"] = {"status": "failed", "reason": str(exc)}
+            continue
+        try:
+            entry["vs_torch"] = _alternate(reference, candidate, plan.latency_input, o.ab_runs or o.runs,
+                                           o.warmup, o.max_seconds)
+        finally:
+            candidate.close()
+        log(f"  {entry['vs_torch']['median_of_pairs']:.2f}x faster than PyTorch eager")
+
+
+def _report(plan: Plan, entries: list, outputs: dict, reference, log) -> dict:
+    o, manifest = plan.options, plan.manifest
+    _, reference_out, reference_name = reference
+    if reference_out is None:
+        reference_out, reference_name = _fallback_reference(outputs)
     report_obj = {
         "format": REPORT_FORMAT, "version": REPORT_VERSION,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "model": {"folder": str(model), "name": manifest.raw.get("name"),
+        "model": {"folder": str(o.model), "name": manifest.raw.get("name"),
                   "context": manifest.context, "horizon": manifest.horizon,
                   "frame_size": list(manifest.frame_size), "channels": manifest.channels,
                   "variants": manifest.variants, "exporter": manifest.raw.get("exporter")},
         "machine": machine_info(),
-        "settings": {"batch": batch, "threads": threads, "runs": runs, "warmup": warmup,
-                     "max_seconds": max_seconds, "stream_runs": stream_runs,
-                     "ab_runs": ab_runs or runs, "settle_s": SETTLE_S},
-        "inputs": inputs_info,
-        "reference": {"name": reference_name, "checkpoint": ckpt, "checkpoint_source": ckpt_source},
-        "reference_accuracy": _ground_truth_metrics(reference_out, truth) if reference_out is not None else None,
-        "flops": flops,
+        "settings": {"batch": o.batch, "threads": plan.threads, "runs": o.runs, "warmup": o.warmup,
+                     "max_seconds": o.max_seconds, "stream_runs": o.stream_runs,
+                     "ab_runs": o.ab_runs or o.runs, "settle_s": SETTLE_S},
+        "inputs": plan.inputs_info,
+        "reference": {"name": reference_name, "checkpoint": plan.ckpt, "checkpoint_source": plan.ckpt_source},
+        "reference_accuracy": _ground_truth_metrics(reference_out, plan.truth) if reference_out is not None else None,
+        "flops": plan.flops,
         "results": entries,
-        "notes": [
-            "latency: one full rollout call (context in, horizon out); ms; n = runs taken",
-            "parity: against the reference on the same clips, per predicted step; psnr null = identical",
-            "accuracy: SSIM/PSNR against the ground-truth frames, predictions not clipped",
-            "vs_torch: PyTorch eager time / backend time, runs alternating in one process",
-            "efficiency: the rollout graph's FLOPs / p50 latency against one large conv on the same backend",
-            "stream.overhead_vs_rollout: median over sessions of (session mean cost per call) / (rollout "
-            "timed just before it / graph steps) - 1",
-        ],
+        "notes": REPORT_NOTES,
     }
-    if charts:
+    report_path = Path(o.report)
+    if o.charts:
         from mspn.bench.report import write_charts
         report_obj["charts"] = write_charts(report_obj, report_path)
     atomic_write_json(report_path, report_obj)
@@ -326,16 +353,17 @@ def run_bench(model: str, backends="torch,onnxruntime,openvino", variants=None, 
     return report_obj
 
 
+REPORT_NOTES = [
+    "latency: one full rollout call (context in, horizon out) through Predictor.predict; ms; n = runs taken",
+    "parity: against the reference on the same clips, per predicted step; psnr 200 = identical",
+    "accuracy: SSIM/PSNR against the ground-truth frames, predictions not clipped",
+    "vs_torch: PyTorch eager time / backend time, runs alternating in one process",
+    "efficiency: the rollout graph's FLOPs / p50 latency against one large conv on the same backend",
+    "stream.overhead_vs_rollout: median over sessions of (session mean cost per call) / (rollout "
+    "timed just before it / graph steps) - 1",
+]
+
+
 def load_clips_for(manifest, clips: int, data):
     from mspn.bench.inputs import load_clips
     return load_clips(manifest, clips, data)
-
-
-def bench_from_args(args) -> int:
-    run_bench(args.model, backends=args.backends, variants=args.variants, batch=args.batch,
-              threads=args.threads, runs=args.runs, warmup=args.warmup, report=args.report,
-              ckpt=args.ckpt, data=args.data, clips=args.clips, max_seconds=args.max_seconds,
-              stream_runs=args.stream_runs, ab_runs=args.ab_runs, profile=args.profile,
-              charts=not args.no_charts)
-    print(f"wrote {args.report}")
-    return 0

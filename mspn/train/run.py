@@ -5,6 +5,7 @@ from pathlib import Path
 
 from mspn.config import Config, load_config
 from mspn.errors import MSPNError
+from mspn.options import TrainOptions
 
 
 def train(config: Config, data: str | Path, out: str | Path, resume: bool = False,
@@ -28,12 +29,13 @@ def train(config: Config, data: str | Path, out: str | Path, resume: bool = Fals
     return Trainer(config, data, out, stage, resume=resume, init=init).run()
 
 
-def train_from_args(args) -> int:
-    overrides = list(args.overrides)
-    if args.adv:
+def run_train(options: TrainOptions) -> int:
+    """`mspn train`: the config from the preset or file plus overrides, then ``train``."""
+    overrides = list(options.overrides)
+    if options.adv:
         overrides.append("adv.enabled=true")
-    config = load_config(args.config, overrides)
-    result = train(config, args.data, args.out, resume=args.resume, init=args.init)
+    config = load_config(options.config, overrides)
+    result = train(config, options.data, options.out, resume=options.resume, init=options.init)
     print(f"done: {result['step']} steps, {result['epoch']} epochs"
           f"{', ' + str(result['nan_skipped']) + ' batches skipped (non-finite loss)' if result['nan_skipped'] else ''}; "
           f"{result['last']}, {result['best']}")

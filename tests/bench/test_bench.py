@@ -12,8 +12,10 @@ from mspn.bench.flops import ceiling_flops, ceiling_model, count_flops
 from mspn.bench.stats import paired_ratios, parity, summarize
 from mspn.cli import main
 from mspn.errors import MSPNError
+from mspn.options import BenchOptions
+from mspn.runtime.parity import PSNR_CAP
 
-FAST = dict(runs=2, warmup=0, stream_runs=1, max_seconds=0.5, clips=2, log=lambda *a: None)
+FAST = dict(runs=2, warmup=0, stream_runs=1, max_seconds=0.5, clips=2)
 
 
 @pytest.fixture(scope="module")
@@ -36,9 +38,9 @@ def report(micro) -> dict:
     from mspn.bench.run import run_bench
 
     path = micro["root"] / "out" / "bench.json"
-    returned = run_bench(str(micro["model"]), backends="torch,onnxruntime,openvino",
-                         variants="fp32,int8,bf16", ckpt=str(micro["ckpt"]), report=str(path),
-                         profile=True, **FAST)
+    returned = run_bench(BenchOptions(str(micro["model"]), backends="torch,onnxruntime,openvino",
+                                      variants="fp32,int8,bf16", ckpt=str(micro["ckpt"]), report=str(path),
+                                      profile=True, **FAST), log=lambda *a: None)
     written = json.loads(path.read_text())
     assert written["results"] == json.loads(json.dumps(returned["results"]))
     return written
@@ -91,7 +93,7 @@ def test_parity_is_finite_and_within_tolerance(report):
         assert par["finite"]
         assert len(par["per_step"]["max_abs"]) == 2 and len(par["per_step"]["psnr"]) == 2
         assert par["max_abs"] < 1e-4
-        assert par["min_psnr"] is None or par["min_psnr"] > 60
+        assert par["min_psnr"] > 60
         assert e["stream"]["vs_rollout_max_abs"] < 1e-4  # push x3 + rollout(2) == rollout graph
         acc = e["accuracy"]
         assert acc["status"] == "ok" and len(acc["ssim_per_step"]) == 2
@@ -147,10 +149,10 @@ def test_bad_batch_and_foreign_checkpoint(micro, tmp_path):
     from tests.runtime.runtime_ckpt import make_checkpoint
 
     with pytest.raises(MSPNError, match="outside the model folder's batch range 1..2"):
-        run_bench(str(micro["model"]), backends="onnxruntime", batch=3, report=str(tmp_path / "r.json"))
+        run_bench(BenchOptions(str(micro["model"]), backends="onnxruntime", batch=3, report=str(tmp_path / "r.json")))
     tiny = make_checkpoint(tmp_path / "tiny.pt", "tiny")
     with pytest.raises(MSPNError, match="is not the model folder's"):
-        run_bench(str(micro["model"]), ckpt=str(tiny), report=str(tmp_path / "r.json"))
+        run_bench(BenchOptions(str(micro["model"]), ckpt=str(tiny), report=str(tmp_path / "r.json")))
 
 
 # --- pieces --------------------------------------------------------------------------------------
@@ -171,7 +173,8 @@ def test_parity_per_step():
     out[0, 2, 0, 0, 0] = 1.0
     p = parity(out, ref)
     assert p["per_step"]["max_abs"] == pytest.approx([0.0, 0.1, 1.0])
-    assert p["per_step"]["psnr"][0] is None and p["per_step"]["psnr"][1] == pytest.approx(20.0, abs=1e-4)
+    # the one PSNR rule of export, runtime and bench: identical frames read PSNR_CAP
+    assert p["per_step"]["psnr"][0] == PSNR_CAP and p["per_step"]["psnr"][1] == pytest.approx(20.0, abs=1e-4)
     assert p["min_psnr"] < p["per_step"]["psnr"][1]
     out[1, 0, 0, 0, 0] = np.nan
     assert parity(out, ref)["finite"] is False
