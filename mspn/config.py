@@ -114,7 +114,7 @@ class AdvConfig:
     disc_channels: tuple[int, ...] = (64, 64, 128, 256, 256, 512)
     window: int = 3
     selection: str = "paper"      # "paper" (SSIM + PSNR/100 - LPIPS), "psnr", "ssim"
-    selection_slack: float = 0.0  # the paper's 2% slack: 0.02
+    selection_slack: float = 0.02  # the authors' rule: best.pt when score > best / (1 + slack)
 
     def validate(self) -> None:
         if self.selection not in ("paper", "psnr", "ssim"):

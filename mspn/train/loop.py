@@ -79,15 +79,16 @@ def selection_score(means: dict, kind: str) -> tuple[float, str]:
 def select(score: float, best: float | None, slack: float) -> tuple[bool, float]:
     """(take this checkpoint as best.pt, new reference best).
 
-    With slack s a checkpoint is taken when score >= best - s |best| (the paper's 2% slack
-    prefers later adversarial checkpoints of nearly the best score); the reference stays the
-    highest score seen, so a slow decline cannot drift below it.
+    The authors' rule: taken when score > best / (1 + slack). Slack 0 (their pixel stage) is a
+    strict ``>``, so a tie keeps the earlier checkpoint; their adversarial stage uses 0.02, which
+    prefers later checkpoints of nearly the best score because adversarial scores are volatile.
+    The reference stays the highest score seen, so a slow decline cannot drift below it.
     """
     if not math.isfinite(score):
         return False, best
     if best is None:
         return True, score
-    return score >= best - slack * abs(best), max(best, score)
+    return score > best / (1 + slack), max(best, score)
 
 
 SELECTION_RULE = ("an evaluation that beats the blank frame on both val PSNR and SSIM ranks above every "
