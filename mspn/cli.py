@@ -80,7 +80,8 @@ def _add_predict(sub):
     p.add_argument("--ckpt", help="PyTorch checkpoint to predict with (with --model: the torch backend's weights)")
     p.add_argument("--model", help="exported model folder, run torch-free on --backend")
     p.add_argument("--input", help=".npy (B, T, C, H, W) uint8 or float32 in [0, 1]")
-    p.add_argument("--horizon", type=int, help="frames to predict (with --model: default the model's)")
+    p.add_argument("--horizon", type=int, help="frames to predict (default: the checkpoint config's "
+                   "data.pred_steps, or the model folder's)")
     p.add_argument("--out", required=True, help=".npy output (B, HORIZON, C, H, W) float32, or a "
                    "video (.mp4/.avi) of real | predicted frames with --video")
     runtime = p.add_argument_group("model folder (--model)")
