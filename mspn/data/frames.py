@@ -43,7 +43,8 @@ def resize(frame: np.ndarray, size: tuple[int, int], interpolation: str = "linea
     height, width = size
     if frame.shape[:2] == (height, width):
         return frame
-    return cv2.resize(frame, (width, height), interpolation=INTERPOLATIONS[check_interpolation(interpolation)])
+    flag = INTERPOLATIONS[check_interpolation(interpolation)]
+    return cv2.resize(frame, (width, height), interpolation=flag)
 
 
 def resize_note(interpolation: str) -> str:

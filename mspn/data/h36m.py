@@ -34,7 +34,8 @@ def find_videos(src: Path) -> list[tuple[int, str, str, Path]]:
         match = VIDEO_NAME.match(path.name)
         if not path.is_file() or not match or match["action"].startswith("_ALL"):
             continue
-        subjects = [int(m.group(1)) for part in path.relative_to(src).parts[:-1] if (m := SUBJECT.match(part))]
+        folders = path.relative_to(src).parts[:-1]
+        subjects = [int(m.group(1)) for part in folders if (m := SUBJECT.match(part))]
         if subjects:
             found.append((subjects[-1], match["action"], match["camera"], path))
     return found

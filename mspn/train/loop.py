@@ -214,8 +214,11 @@ def video_batches(index: list[tuple[int, int]], batch_size: int, seed: int, epoc
         plan += [(order[k:k + batch_size], k == 0) for k in range(0, len(order), batch_size)]
     steps = math.ceil(len(plan) / world_size)
     plan = (plan * world_size)[:steps * world_size]
-    return [(plan[s * world_size + rank][0], any(starts for _, starts in plan[s * world_size:(s + 1) * world_size]))
-            for s in range(steps)]
+    rank_plan = []
+    for s in range(steps):
+        step_batches = plan[s * world_size:(s + 1) * world_size]
+        rank_plan.append((step_batches[rank][0], any(starts for _, starts in step_batches)))
+    return rank_plan
 
 
 def wrap_ddp(module: nn.Module, env: DistEnv) -> nn.Module:
