@@ -46,11 +46,12 @@ def load_frames(path) -> np.ndarray:
     return array
 
 
-def predict_file(ckpt, input, horizon: int, out, quiet: bool = False) -> np.ndarray:
+def predict_file(ckpt, input, horizon: int | None, out, quiet: bool = False) -> np.ndarray:
     """Roll a checkpoint forward: ``input`` (B, T, C, H, W) -> ``out`` (B, horizon, C, H, W) float32.
 
-    The whole input sequence is the context. Channels and frame size must match the checkpoint;
-    the output file is written atomically. Returns the predictions.
+    The whole input sequence is the context; horizon None predicts the config's data.pred_steps.
+    Channels and frame size must match the checkpoint; the output file is written atomically.
+    Returns the predictions.
     """
     import torch
     from tqdm import tqdm
@@ -59,9 +60,11 @@ def predict_file(ckpt, input, horizon: int, out, quiet: bool = False) -> np.ndar
 
     if ckpt is None:
         raise MSPNError("--ckpt is required: the checkpoint to predict with")
-    if horizon is None or horizon < 1:
+    if horizon is not None and horizon < 1:
         raise MSPNError(f"--horizon must be >= 1, got {horizon}")
     checkpoint = load_checkpoint(ckpt)
+    if horizon is None:
+        horizon = checkpoint.config.data.pred_steps
     frames = load_frames(input)
     channels = checkpoint.config.model.frame_channels
     if frames.shape[2] != channels:

@@ -106,6 +106,11 @@ def test_cli_predict(tmp_path, micro, capsys):
     assert code == 0 and "(2, 2, 1, 16, 16)" in capsys.readouterr().out
     assert np.load(tmp_path / "y.npy").shape == (2, 2, 1, 16, 16)
 
+    # without --horizon: the config's horizon (micro: data.pred_steps = 2), not "got None"
+    code = main(["predict", "--ckpt", str(micro[0]), "--input", str(tmp_path / "x.npy"),
+                 "--out", str(tmp_path / "h.npy")])
+    assert code == 0 and np.load(tmp_path / "h.npy").shape == (2, load_config("micro").data.pred_steps, 1, 16, 16)
+
     np.save(tmp_path / "bad.npy", _bad("nan"))
     for argv, message in (
             (["--ckpt", str(micro[0]), "--input", str(tmp_path / "bad.npy")], "NaN or infinite"),

@@ -2,8 +2,9 @@
 
 A dataset folder holds ``train/``, ``val/`` and ``test/`` with one ``.npy`` video per file, plus an
 ``info.json`` saying where the videos came from (source, frame size, channel order, split rule).
-``.pth`` files as the authors' reference code saved them (one (T, C, H, W) uint8 tensor per file)
-are read too, so their preprocessed data can be used as is.
+``.pth`` files as the authors' reference code saved them (one (T, C, H, W) uint8 tensor per file,
+in per-person or per-set sub-folders of each split) are read too, so their preprocessed data can be
+used as is.
 
 Torch is imported only to read ``.pth`` files.
 """
@@ -103,10 +104,17 @@ def load_video(path: str | Path) -> np.ndarray:
 
 
 def video_files(folder: str | Path) -> list[Path]:
-    """The video files of a split folder, sorted by name."""
+    """The video files of a split folder and of its sub-folders at any depth (the authors' own
+    data keeps one sub-folder per person or set), sorted by path; hidden files and folders are
+    left out."""
     folder = Path(folder)
-    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix in VIDEO_SUFFIXES
-                  and not p.name.startswith("."))
+    found = []
+    for path in folder.rglob("*"):
+        relative = path.relative_to(folder)
+        if path.suffix in VIDEO_SUFFIXES and not any(part.startswith(".") for part in relative.parts) \
+                and path.is_file():
+            found.append((relative.as_posix(), path))
+    return [path for _, path in sorted(found)]
 
 
 class DatasetWriter:

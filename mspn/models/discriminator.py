@@ -1,8 +1,10 @@
 """The frame discriminator of MSPN's adversarial stage, and the importer of the reference's one.
 
 frames (N, C, H, W) -> scores (N, 1). The whole batch tensor is standardised first
-((x - mean) / std over every element), so real and fake frames judged in one call share
-the same normalisation, as in the reference.
+((x - mean) / std over every element), and in train mode BatchNorm uses the batch's statistics:
+a score depends on the other frames of its call. The reference therefore judges real and fake
+frames in separate calls (``JudgeApart``), never in one concatenated batch, which would let D use
+set-level cues (contrast, blur) that tell the two sets apart.
 
 The reference hard-codes the kernel of its last convolution for one input size; here it is
 derived from the frame size the discriminator is built for (``disc_kernel``).
@@ -91,6 +93,23 @@ class FrameDiscriminator(nn.Module):
             x = F.max_pool2d(block(x), 2)
         x = self.head(x).flatten(1)
         return self.fc2(F.leaky_relu(self.fc1(x)))
+
+
+class JudgeApart(nn.Module):
+    """forward(real, fake) -> (D(real), D(fake)): two calls, so each set is standardised and
+    batch-normalised on its own, as the reference does; real first, which decides the order of
+    the BatchNorm running-statistics updates.
+
+    One module for both calls, so DistributedDataParallel sees one forward per backward.
+    real, fake: (N, C, H, W) -> (N, 1) each.
+    """
+
+    def __init__(self, disc: FrameDiscriminator):
+        super().__init__()
+        self.disc = disc
+
+    def forward(self, real: torch.Tensor, fake: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.disc(real), self.disc(fake)
 
 
 def build_discriminator(config, frame_size: tuple[int, int]) -> FrameDiscriminator:

@@ -1,12 +1,18 @@
 """The paper's second stage: least-squares GAN with a frame discriminator and the adaptive
 alternation (mspn.train.alternation), starting from a pixel-trained generator.
 
-Each step trains one side on one batch (the alternation decides which):
-- D step (G frozen): G predicts under no_grad; D judges real and predicted frames of steps
-  context//2 .. T-1 stacked along the batch in one call; loss mean((D(real)-1)^2) + mean((D(fake)+1)^2).
-- G step (D frozen): pixel loss + adv.adv_weight * mean((D(fake)-1)^2); D judges the same stacked
-  batch (so its whole-batch standardisation and BatchNorm see what they see in a D step).
-D's mean scores on real and fake are all-reduced over ranks before the alternation rule.
+Each step trains one side on one batch (the alternation decides which), as the authors'
+adv_train.py does:
+- D step (D in train mode, G frozen): G predicts under no_grad; D judges the real frames of steps
+  context//2 .. T-1 (stacked along the batch), then the predicted ones, in two separate calls
+  (``JudgeApart``: each set gets its own standardisation and BatchNorm batch statistics);
+  loss mean((D(real)-1)^2) + mean((D(fake)+1)^2).
+- G step (D frozen and in eval mode: BatchNorm uses its running statistics and G steps never
+  update them): pixel loss + adv.adv_weight * mean((D(fake)-1)^2); D judges real and fake
+  apart again, the real scores feeding the alternation windows.
+D's mean scores on real and fake are all-reduced over ranks before the alternation rule. With
+adv.alternation=per-video the trainer hands over one video's clips in a row and the windows are
+re-seeded at each video (``start_video``).
 """
 from __future__ import annotations
 
@@ -17,7 +23,7 @@ import torch
 
 from mspn.checkpoint import load_checkpoint, load_raw, load_weights
 from mspn.errors import MSPNError
-from mspn.models.discriminator import build_discriminator, map_reference_discriminator_state
+from mspn.models.discriminator import JudgeApart, build_discriminator, map_reference_discriminator_state
 from mspn.train import distributed as dist_utils
 from mspn.train.alternation import D, Alternation
 from mspn.train.loop import Stage, wrap_ddp
@@ -26,13 +32,17 @@ from mspn.train.losses import frames_for_discriminator, lsgan_d_loss, lsgan_g_lo
 
 @contextlib.contextmanager
 def frozen(module: torch.nn.Module):
-    """No gradients for the module's parameters (gradients still flow through it)."""
+    """No gradients for the module's parameters (gradients still flow through it) and eval mode,
+    so BatchNorm normalises with its running statistics and leaves them unchanged."""
     flags = [p.requires_grad for p in module.parameters()]
+    was_training = module.training
     for p in module.parameters():
         p.requires_grad_(False)
+    module.eval()
     try:
         yield module
     finally:
+        module.train(was_training)
         for p, flag in zip(module.parameters(), flags):
             p.requires_grad_(flag)
 
@@ -47,10 +57,17 @@ class AdversarialStage(Stage):
         self.batch_size, self.epochs = a.batch_size, a.epochs
         self.selection, self.slack = a.selection, a.selection_slack
         self.disc = build_discriminator(config, frame_size).to(env.device)
-        self.ddp_disc = wrap_ddp(self.disc, env)
+        self.judge = JudgeApart(self.disc)
+        self.ddp_judge = wrap_ddp(self.judge, env)
         self.g_opt = torch.optim.Adam(model.parameters(), lr=a.g_lr, weight_decay=a.weight_decay)
         self.d_opt = torch.optim.Adam(self.disc.parameters(), lr=a.d_lr, weight_decay=a.weight_decay)
-        self.alternation = Alternation(a.window)
+        self.by_video = a.alternation == "per-video"
+        self.alternation = Alternation.for_video(a.window) if self.by_video else Alternation(a.window)
+
+    def start_video(self):
+        """The authors re-seed the windows at each video, so every video starts with a D phase."""
+        if self.by_video:
+            self.alternation = Alternation.for_video(self.config.adv.window)
 
     def optimizers(self):
         return {"generator": self.g_opt, "discriminator": self.d_opt}
@@ -95,36 +112,47 @@ class AdversarialStage(Stage):
 
     def train_step(self, clip, ctx):
         """clip: (B, T, C, H, W) in [0, 1]; trains the side the alternation picks."""
-        context = self.config.data.context
         logs = {"phase": self.alternation.phase}
         if self.alternation.phase == D:
-            with torch.no_grad(), ctx.autocast():
-                predictions = self.unroller(clip)
-            real, fake = frames_for_discriminator(predictions, clip, context)
-            with ctx.autocast():
-                scores = self.ddp_disc(torch.cat([real, fake])).float()
-            s_real, s_fake = scores[:len(real)], scores[len(real):]
-            d_loss = lsgan_d_loss(s_real, s_fake)
-            if not ctx.guard(d_loss, "discriminator loss", self.ddp_disc):
-                return None
-            ctx.backward_step(d_loss, self.d_opt)
+            scored = self._d_step(clip, ctx)
         else:
-            with frozen(self.disc):
-                with ctx.autocast():
-                    predictions = self.ddp_unroller(clip)
-                pix = pixel_loss(predictions, clip)
-                real, fake = frames_for_discriminator(predictions, clip, context)
-                with ctx.autocast():
-                    scores = self.disc(torch.cat([real, fake])).float()
-                s_real, s_fake = scores[:len(real)], scores[len(real):]
-                adv = lsgan_g_loss(s_fake)
-                g_loss = pix + self.config.adv.adv_weight * adv
-                if not ctx.guard(g_loss, "generator loss", self.ddp_unroller):
-                    return None
-                ctx.backward_step(g_loss, self.g_opt)
-            d_loss = lsgan_d_loss(s_real.detach(), s_fake.detach())
-            logs.update(g_loss=g_loss.item(), pixel_loss=pix.item(), adv_loss=adv.item())
+            scored = self._g_step(clip, ctx, logs)
+        if scored is None:
+            return None
+        s_real, s_fake, d_loss = scored
         mean_fake, mean_real = dist_utils.all_mean([s_fake.mean().item(), s_real.mean().item()], self.env)
         self.alternation.update(mean_fake, mean_real)
         logs.update(d_loss=d_loss.item(), d_real=mean_real, d_fake=mean_fake)
         return logs
+
+    def _d_step(self, clip, ctx):
+        """One D update; (real scores, fake scores, D loss) or None when the batch was skipped."""
+        self.disc.train()
+        with torch.no_grad(), ctx.autocast():
+            predictions = self.unroller(clip)
+        real, fake = frames_for_discriminator(predictions, clip, self.config.data.context)
+        with ctx.autocast():
+            s_real, s_fake = (s.float() for s in self.ddp_judge(real, fake))
+        d_loss = lsgan_d_loss(s_real, s_fake)
+        if not ctx.guard(d_loss, "discriminator loss", self.ddp_judge):
+            return None
+        ctx.backward_step(d_loss, self.d_opt)
+        return s_real, s_fake, d_loss
+
+    def _g_step(self, clip, ctx, logs):
+        """One G update through the frozen, eval-mode D; (real scores, fake scores, D loss of
+        those scores) or None when the batch was skipped."""
+        with frozen(self.disc):
+            with ctx.autocast():
+                predictions = self.ddp_unroller(clip)
+            pix = pixel_loss(predictions, clip)
+            real, fake = frames_for_discriminator(predictions, clip, self.config.data.context)
+            with ctx.autocast():
+                s_real, s_fake = (s.float() for s in self.judge(real, fake))
+            adv = lsgan_g_loss(s_fake)
+            g_loss = pix + self.config.adv.adv_weight * adv
+            if not ctx.guard(g_loss, "generator loss", self.ddp_unroller):
+                return None
+            ctx.backward_step(g_loss, self.g_opt)
+        logs.update(g_loss=g_loss.item(), pixel_loss=pix.item(), adv_loss=adv.item())
+        return s_real, s_fake, lsgan_d_loss(s_real.detach(), s_fake.detach())

@@ -9,6 +9,13 @@ just trained on, whichever side trained). With mf, mr the window means:
 - Training starts in the D phase, and each side trains at least one batch per phase: the
   decision for the next batch is made after a batch's scores are known.
 
+Two bookkeepings (adv.alternation):
+- ``per-video`` (the authors' adv_train.py, the default): at the start of each video the windows
+  are re-seeded with one score 0 (``Alternation.for_video``), the seed counts in the means and in
+  the window's length, so every video starts with a D phase and the window is full after
+  ``window - 1`` batches.
+- ``continuous``: the windows start empty once and run on across videos (``Alternation(window)``).
+
 Usage: ``side = alt.phase`` -> train that side on one batch -> ``alt.update(fake, real)``.
 Under DDP the scores must be all-reduced first, so every rank takes the same decision.
 """
@@ -30,6 +37,11 @@ class Alternation:
         self.phase = phase
         self.fake: deque[float] = deque((float(v) for v in fake or ()), maxlen=window)
         self.real: deque[float] = deque((float(v) for v in real or ()), maxlen=window)
+
+    @classmethod
+    def for_video(cls, window: int = 3) -> "Alternation":
+        """The authors' state at the start of a video: D phase, both windows holding one 0."""
+        return cls(window, D, [0.0], [0.0])
 
     @property
     def full(self) -> bool:

@@ -76,15 +76,16 @@ def selection_score(means: dict, kind: str) -> tuple[float, str]:
 def select(score: float, best: float | None, slack: float) -> tuple[bool, float]:
     """(take this checkpoint as best.pt, new reference best).
 
-    With slack s a checkpoint is taken when score >= best - s |best| (the paper's 2% slack
-    prefers later adversarial checkpoints of nearly the best score); the reference stays the
-    highest score seen, so a slow decline cannot drift below it.
+    The authors' rule: taken when score > best / (1 + slack). Slack 0 (their pixel stage) is a
+    strict ``>``, so a tie keeps the earlier checkpoint; their adversarial stage uses 0.02, which
+    prefers later checkpoints of nearly the best score because adversarial scores are volatile.
+    The reference stays the highest score seen, so a slow decline cannot drift below it.
     """
     if not math.isfinite(score):
         return False, best
     if best is None:
         return True, score
-    return score >= best - slack * abs(best), max(best, score)
+    return score > best / (1 + slack), max(best, score)
 
 
 SELECTION_RULE = ("an evaluation that beats the blank frame on both val PSNR and SSIM ranks above every "
@@ -155,6 +156,9 @@ class Stage:
     epochs: int
     selection: str
     slack: float = 0.0
+    # True: each epoch hands over one video's clips in a row (video_batches) and calls
+    # start_video() before a video's first batch
+    by_video: bool = False
 
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
         raise NotImplementedError
@@ -172,6 +176,9 @@ class Stage:
     def sync(self) -> None:
         """Make every rank's state identical before a checkpoint (e.g. BatchNorm statistics)."""
 
+    def start_video(self) -> None:
+        """Called before the first batch of each video when by_video is set."""
+
     def init_from(self, path: str | Path) -> None:
         """Start from the weights of a checkpoint (--init)."""
         raise MSPNError(f"--init is for the adversarial stage (add --adv); the {self.name} stage "
@@ -180,6 +187,35 @@ class Stage:
     def train_step(self, clip: torch.Tensor, ctx: "Trainer") -> dict | None:
         """Train on one batch (B, T, C, H, W); the step's log values, or None if it was skipped."""
         raise NotImplementedError
+
+
+def video_batches(index: list[tuple[int, int]], batch_size: int, seed: int, epoch: int,
+                  world_size: int = 1, rank: int = 0) -> list[tuple[list[int], bool]]:
+    """One rank's batches of an epoch with clips grouped by video: (clip indices, whether this
+    step starts a video on any rank).
+
+    index: the dataset's (video, start) of each clip. Videos come in file-name order (the
+    stand-in for the authors' directory walk); each video's clips are shuffled by (seed, epoch),
+    as the authors' per-video DataLoader(shuffle=True) does; a batch never mixes videos. Under
+    DDP step s gives rank r the global batch s * world_size + r (the list wraps around to fill
+    the last step, like DistributedSampler), and every rank flags the step when any of its
+    global batches starts a video, so all ranks re-seed at the same step.
+    """
+    clips: dict[int, list[int]] = {}
+    for i, (video, _) in enumerate(index):
+        clips.setdefault(video, []).append(i)
+    generator = torch.Generator().manual_seed(seed + epoch)
+    plan = []
+    for video in sorted(clips):
+        order = [clips[video][j] for j in torch.randperm(len(clips[video]), generator=generator).tolist()]
+        plan += [(order[k:k + batch_size], k == 0) for k in range(0, len(order), batch_size)]
+    steps = math.ceil(len(plan) / world_size)
+    plan = (plan * world_size)[:steps * world_size]
+    rank_plan = []
+    for s in range(steps):
+        step_batches = plan[s * world_size:(s + 1) * world_size]
+        rank_plan.append((step_batches[rank][0], any(starts for _, starts in step_batches)))
+    return rank_plan
 
 
 def wrap_ddp(module: nn.Module, env: DistEnv) -> nn.Module:
@@ -231,7 +267,8 @@ class Trainer:
 
         self.sampler = DistributedSampler(self.train_set, num_replicas=env.world_size, rank=env.rank,
                                           shuffle=True, seed=config.train.seed, drop_last=False)
-        per_epoch = math.ceil(len(self.sampler) / self.stage.batch_size)
+        per_epoch = (len(self._video_plan(0)) if self.stage.by_video
+                     else math.ceil(len(self.sampler) / self.stage.batch_size))
         if config.train.steps_per_epoch:
             per_epoch = min(per_epoch, config.train.steps_per_epoch)
         self.batches_per_epoch = per_epoch
@@ -411,12 +448,26 @@ class Trainer:
             self.save_best({k: float(v) for k, v in means.items()} | {"score": score, "beats_blank": beats_blank})
 
     # the loop ---------------------------------------------------------------------------------------
-    def _epoch_batches(self, epoch: int) -> list[list[int]]:
+    def _video_plan(self, epoch: int) -> list[tuple[list[int], bool]]:
+        plan = video_batches(self.train_set.index, self.stage.batch_size, self.config.train.seed, epoch,
+                             self.env.world_size, self.env.rank)
+        if all(starts for _, starts in plan):
+            raise MSPNError(f"adv.alternation=per-video: every batch of {self.train_set.folder} starts a "
+                            f"new video (videos of at most {self.stage.batch_size} clip(s) at batch "
+                            f"{self.stage.batch_size}), so the generator would never train; set "
+                            f"adv.alternation=continuous or a smaller adv.batch_size")
+        return plan
+
+    def _epoch_batches(self, epoch: int) -> tuple[list[list[int]], list[bool]]:
+        """This rank's batches of an epoch and, for each, whether it starts a video."""
+        if self.stage.by_video:
+            plan = self._video_plan(epoch)[:self.batches_per_epoch]
+            return [batch for batch, _ in plan], [starts for _, starts in plan]
         self.sampler.set_epoch(epoch)
         indices = list(self.sampler)
         size = self.stage.batch_size
-        batches = [indices[i:i + size] for i in range(0, len(indices), size)]
-        return batches[:self.batches_per_epoch]
+        batches = [indices[i:i + size] for i in range(0, len(indices), size)][:self.batches_per_epoch]
+        return batches, [False] * len(batches)
 
     def run(self) -> dict:
         try:
@@ -450,9 +501,11 @@ class Trainer:
                    dynamic_ncols=True)
         losses: list[float] = []
         while p.step < self.total_steps and p.epoch < self.stage.epochs:
-            batches = self._epoch_batches(p.epoch)[p.batch_in_epoch:]
+            batches, starts = (part[p.batch_in_epoch:] for part in self._epoch_batches(p.epoch))
             loader = DataLoader(self.train_set, batch_sampler=batches, num_workers=config.train.num_workers)
-            for clip in loader:
+            for clip, new_video in zip(loader, starts):
+                if new_video:
+                    self.stage.start_video()
                 logs = self.stage.train_step(clip.to(env.device, non_blocking=True), self)
                 p.step += 1
                 p.batch_in_epoch += 1

@@ -54,6 +54,19 @@ def test_clips_with_frame_interval(root):
     assert _frame_ids(ds[2]) == [100, 102, 104, 106, 108]
 
 
+def test_authors_nested_pth_folders_load_as_is(tmp_path):
+    # their prepared data: one sub-folder per person (KTH) or set (Caltech) inside each split
+    for person, offset in (("person02", 100), ("person01", 0)):
+        folder = tmp_path / "train" / person
+        folder.mkdir(parents=True)
+        torch.save(torch.from_numpy(_indexed_video(10, offset=offset)), folder / f"{person}_boxing.pth")
+    (tmp_path / "train" / ".cache").mkdir()
+    torch.save(torch.zeros(3, 1, 4, 6, dtype=torch.uint8), tmp_path / "train" / ".cache" / "x.pth")
+    ds = ClipDataset(tmp_path, "train", clip_length=5)
+    assert [p.parent.name for p in ds.paths] == ["person01", "person02"]   # sorted by path, hidden left out
+    assert len(ds) == 4 and _frame_ids(ds[2]) == [100, 101, 102, 103, 104]
+
+
 @pytest.mark.parametrize("length, clip_length, interval", [(20, 10, 1), (19, 10, 2), (41, 7, 3), (9, 3, 4)])
 def test_count_matches_reference_formula(tmp_path, length, clip_length, interval):
     save_video(tmp_path / "s" / "v.npy", _indexed_video(length))

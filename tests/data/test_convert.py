@@ -9,6 +9,8 @@ import pytest
 
 from mspn.cli import main
 from mspn.data.caltech import convert_caltech, read_seq
+from mspn.data.frames import resize
+from mspn.data.h36m import convert_h36m
 from mspn.data.kitti import convert_kitti
 from mspn.data.kth import convert_kth
 from mspn.data.mmnist import convert_mmnist, read_idx_images
@@ -59,8 +61,19 @@ def test_kth_split_by_person_and_resize(tmp_path, kth_src):
     assert _info(out)["channel_order"] == "bgr" and info["size"] == [48, 64] and info["channels"] == 3
     video = np.load(out / "train" / "person01_boxing_d1.npy")
     assert video.shape == (6, 3, 48, 64) and video.dtype == np.uint8
-    expected = cv2.resize(_moving_bar(2, 120, 160), (64, 48), interpolation=cv2.INTER_AREA)
+    expected = cv2.resize(_moving_bar(2, 120, 160), (64, 48))      # the authors' default: bilinear
     assert np.abs(video[2].transpose(1, 2, 0).astype(int) - expected).mean() < 6  # MJPG is lossy
+    assert info["resize"] == "cv2.INTER_LINEAR"
+
+
+def test_resize_is_bilinear_by_default_and_area_on_request():
+    frame = np.random.default_rng(0).integers(0, 256, (128, 160, 3), dtype=np.uint8)
+    linear, area = resize(frame, (32, 40)), resize(frame, (32, 40), "area")
+    np.testing.assert_array_equal(linear, cv2.resize(frame, (40, 32), interpolation=cv2.INTER_LINEAR))
+    np.testing.assert_array_equal(area, cv2.resize(frame, (40, 32), interpolation=cv2.INTER_AREA))
+    assert np.abs(linear.astype(int) - area).mean() > 10    # a 4x shrink: the filters differ
+    with pytest.raises(MSPNError, match="interpolation must be linear or area, got 'cubic'"):
+        resize(frame, (32, 40), "cubic")
 
 
 def test_kth_gray_one_channel(tmp_path, kth_src):
@@ -187,8 +200,10 @@ def test_caltech_split_by_set(tmp_path, caltech_src):
     assert info["skipped"] == ["set11/V000.seq"] and info["channel_order"] == "bgr"
     video = np.load(out / "test" / "set06_V001.npy")
     assert video.shape == (4, 3, 24, 32)
-    expected = cv2.resize(_moving_bar(6 + 2, 48, 64, colour=True), (32, 24), interpolation=cv2.INTER_AREA)
+    expected = cv2.resize(_moving_bar(6 + 2, 48, 64, colour=True), (32, 24))
     assert np.abs(video[2].transpose(1, 2, 0).astype(int) - expected).mean() < 3
+    area = convert_caltech(caltech_src, tmp_path / "area", size=(24, 32), interpolation="area")
+    assert info["resize"] == "cv2.INTER_LINEAR" and area["resize"] == "cv2.INTER_AREA"
 
 
 def test_caltech_errors(tmp_path, caltech_src):
@@ -213,44 +228,118 @@ def test_caltech_errors(tmp_path, caltech_src):
 
 # --- KITTI raw ---------------------------------------------------------------------------------
 
-def _kitti_frame(t, h=40, w=100):
-    frame = np.full((h, w, 3), 255, np.uint8)   # the margins a 2:1 centre crop removes are white
-    frame[:, 10:90] = _moving_bar(t, h, 80)
+ROAD = ("2011_09_26_drive_0015", "2011_09_26_drive_0027", "2011_09_26_drive_0028")
+
+
+def _kitti_frame(t, h=40, w=1242):
+    """A KITTI-wide frame: white outside the authors' columns 184..1208, a moving bar inside."""
+    frame = np.full((h, w, 3), 255, np.uint8)
+    frame[:, 184:1208] = cv2.resize(_moving_bar(t, h, 80), (1024, h), interpolation=cv2.INTER_NEAREST)
     return frame
 
 
 @pytest.fixture
 def kitti_src(tmp_path):
     src = tmp_path / "kitti"
-    for drive in ("0001", "0002", "0009"):
-        folder = src / "2011_09_26" / f"2011_09_26_drive_{drive}_sync" / "image_02" / "data"
+    for drive in ROAD + ("2011_09_26_drive_0001",):          # 0001 is a 'city' drive
+        folder = src / "2011_09_26" / f"{drive}_sync" / "image_02" / "data"
         folder.mkdir(parents=True)
         for t in range(3):
             cv2.imwrite(str(folder / f"{t:010d}.png"), _kitti_frame(t))
     return src
 
 
-def test_kitti_crop_resize_and_default_split(tmp_path, kitti_src):
+def test_kitti_road_drives_cropped_as_the_authors(tmp_path, kitti_src):
     out = tmp_path / "out"
     info = convert_kitti(kitti_src, out, size=(16, 32))
-    assert info["split"]["rule"] == "last drives by name"
-    assert info["videos"] == {"train": 1, "val": 1, "test": 1}
-    assert (out / "test" / "2011_09_26_drive_0009.npy").is_file()
-    assert (out / "val" / "2011_09_26_drive_0002.npy").is_file()
-    video = np.load(out / "train" / "2011_09_26_drive_0001.npy")
+    assert info["category"] == "road" and info["split"]["rule"] == "last drives by name"
+    assert info["videos"] == {"train": 1, "val": 1, "test": 1}      # the city drive is left out
+    assert (out / "test" / f"{ROAD[2]}.npy").is_file() and (out / "val" / f"{ROAD[1]}.npy").is_file()
+    video = np.load(out / "train" / f"{ROAD[0]}.npy")
     assert video.shape == (3, 3, 16, 32)
-    expected = cv2.resize(_moving_bar(1, 40, 80), (32, 16), interpolation=cv2.INTER_AREA)
+    expected = cv2.resize(_kitti_frame(1)[:, 184:1208], (32, 16))   # columns 184..1208, bilinear
     np.testing.assert_array_equal(video[1].transpose(1, 2, 0), expected)  # PNG is lossless
+    assert info["resize"] == "columns 184..1208, squeezed, cv2.INTER_LINEAR"
+
+
+def test_kitti_centre_crop_of_every_drive_as_an_option(tmp_path, kitti_src):
+    info = convert_kitti(kitti_src, tmp_path / "out", size=(16, 32), category="all", crop="centre",
+                         interpolation="area")
+    assert sum(info["videos"].values()) == 4
+    video = np.load(tmp_path / "out" / "train" / "2011_09_26_drive_0001.npy")
+    frame = _kitti_frame(1)
+    centre = frame[:, (1242 - 80) // 2:(1242 - 80) // 2 + 80]       # the 2:1 window of a 40-row frame
+    expected = cv2.resize(centre, (32, 16), interpolation=cv2.INTER_AREA)
+    np.testing.assert_array_equal(video[1].transpose(1, 2, 0), expected)
 
 
 def test_kitti_given_drives_and_errors(tmp_path, kitti_src):
-    info = convert_kitti(kitti_src, tmp_path / "out", size=(16, 32),
-                         test_drives=["2011_09_26_drive_0001_sync"])
+    info = convert_kitti(kitti_src, tmp_path / "out", size=(16, 32), test_drives=[f"{ROAD[0]}_sync"])
     assert info["videos"] == {"train": 2, "val": 0, "test": 1}
     with pytest.raises(MSPNError, match="KITTI drive.* not found under .*: 2011_09_26_drive_0077"):
         convert_kitti(kitti_src, tmp_path / "o2", test_drives=["2011_09_26_drive_0077"])
-    with pytest.raises(MSPNError, match="no KITTI drives"):
+    with pytest.raises(MSPNError, match="no KITTI drives .* in the 'road' category"):
         convert_kitti(kitti_src, tmp_path / "o3", camera="image_03")
+    narrow = tmp_path / "narrow" / "2011_09_26" / f"{ROAD[0]}_sync" / "image_02" / "data"
+    narrow.mkdir(parents=True)
+    cv2.imwrite(str(narrow / "0000000000.png"), _kitti_frame(0)[:, :1200])
+    with pytest.raises(MSPNError, match=r"1200 pixels wide, the reference crop needs columns 184\.\.1208"):
+        convert_kitti(tmp_path / "narrow", tmp_path / "o4", test_drives=[ROAD[0]])
+    with pytest.raises(MSPNError, match="KITTI crop must be reference or centre, got 'middle'"):
+        convert_kitti(kitti_src, tmp_path / "o5", crop="middle")
+
+
+# --- Human3.6M -----------------------------------------------------------------------------------
+
+def _h36m_frame(t, side=900):
+    frame = np.full((side, side, 3), 20, np.uint8)
+    frame[120:880, 120 + 40 * t:200 + 40 * t] = (40, 180, 240)   # a bar moving inside the crop
+    frame[:120] = frame[880:] = 255                              # outside the crop: white
+    return frame
+
+
+@pytest.fixture
+def h36m_src(tmp_path):
+    src = tmp_path / "h36m"
+    for subject, action in ((1, "Directions 1"), (8, "Walking"), (9, "Eating 2"), (2, "Posing")):
+        folder = src / f"S{subject}" / "Videos"
+        folder.mkdir(parents=True)
+        for name in (f"{action}.54138969.mp4", "_ALL.54138969.mp4"):
+            writer = cv2.VideoWriter(str(folder / name), cv2.VideoWriter_fourcc(*"mp4v"), 50, (900, 900))
+            for t in range(4):
+                writer.write(_h36m_frame(t))
+            writer.release()
+    return src
+
+
+def test_h36m_crop_resize_and_split_by_subject(tmp_path, h36m_src):
+    out = tmp_path / "out"
+    info = convert_h36m(h36m_src, out, size=(32, 32))
+    assert [p.name for p in (out / "train").iterdir()] == ["S1_Directions_1_54138969.npy"]
+    assert [p.name for p in (out / "val").iterdir()] == ["S8_Walking_54138969.npy"]
+    assert [p.name for p in (out / "test").iterdir()] == ["S9_Eating_2_54138969.npy"]
+    assert info["skipped"] == ["S2/Videos/Posing.54138969.mp4"]     # S2 is in no split; _ALL never read
+    assert info["split"]["train"] == [1, 5, 6, 7] and info["split"]["test"] == [9, 11]
+    video = np.load(out / "train" / "S1_Directions_1_54138969.npy")
+    assert video.shape == (4, 3, 32, 32) and video.dtype == np.uint8
+    expected = cv2.resize(_h36m_frame(2)[120:880, 120:880], (32, 32))
+    assert np.abs(video[2].transpose(1, 2, 0).astype(int) - expected).mean() < 4   # mp4v is lossy
+    assert video.max() < 250                                    # no white margin: it was cropped away
+
+
+def test_h36m_errors(tmp_path, h36m_src):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(MSPNError, match=r"no Human3\.6M videos \(S<n>/Videos/<Action>\.<camera>\.mp4\)"):
+        convert_h36m(tmp_path / "empty", tmp_path / "out")
+    small = tmp_path / "small" / "S1" / "Videos"
+    small.mkdir(parents=True)
+    writer = cv2.VideoWriter(str(small / "Sitting.55011271.mp4"), cv2.VideoWriter_fourcc(*"mp4v"), 50, (640, 480))
+    writer.write(np.zeros((480, 640, 3), np.uint8))
+    writer.release()
+    with pytest.raises(MSPNError, match=r"480x640 frames are too small for the \[120:880, 120:880\] crop"):
+        convert_h36m(tmp_path / "small", tmp_path / "out")
+    with pytest.raises(MSPNError, match="subject.* 9 listed for both val and test"):
+        convert_h36m(h36m_src, tmp_path / "out", val_subjects=(9,))
 
 
 # --- the command line --------------------------------------------------------------------------
@@ -259,6 +348,7 @@ def test_kitti_given_drives_and_errors(tmp_path, kitti_src):
     (["kth", "--src", "{tmp}/none"], "KTH source folder not found"),
     (["caltech", "--src", "{tmp}/none"], "Caltech Pedestrian source folder not found"),
     (["kitti", "--src", "{tmp}/none"], "KITTI source folder not found"),
+    (["h36m", "--src", "{tmp}/none"], "Human3.6M source folder not found"),
     (["mmnist", "--src", "{tmp}/none.npy"], "Moving MNIST file not found"),
 ])
 def test_cli_errors_exit_2(tmp_path, capsys, argv, message):
@@ -270,8 +360,12 @@ def test_cli_errors_exit_2(tmp_path, capsys, argv, message):
 
 def test_cli_converts(tmp_path, capsys, kitti_src, digits):
     assert main(["data", "kitti", "--src", str(kitti_src), "--out", str(tmp_path / "k"), "--size", "16x32",
-                 "--val-drives", "2011_09_26_drive_0001", "--test-drives", "2011_09_26_drive_0002"]) == 0
+                 "--val-drives", ROAD[0], "--test-drives", ROAD[1]]) == 0
     assert "wrote 1 train, 1 val, 1 test videos of 3x16x32" in capsys.readouterr().out
+    assert main(["data", "kitti", "--src", str(kitti_src), "--out", str(tmp_path / "k2"), "--size", "16x32",
+                 "--category", "all", "--crop", "centre", "--interpolation", "area"]) == 0
+    assert "wrote 2 train, 1 val, 1 test videos" in capsys.readouterr().out
+    assert _info(tmp_path / "k2")["resize"] == "centre crop to the target aspect, cv2.INTER_AREA"
     assert main(["data", "mmnist-generate", "--out", str(tmp_path / "m"), "--videos", "2,1,1",
                  "--frames", "4", "--size", "32"]) == 0
     assert "wrote 2 train, 1 val, 1 test videos of 1x32x32" in capsys.readouterr().out

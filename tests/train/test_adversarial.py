@@ -1,17 +1,25 @@
-"""Adversarial stage: a short run, resume equivalence, NaN guard, bad input, kill -9 and resume."""
+"""Adversarial stage: separate real/fake discriminator calls, D in eval mode for G steps, the
+per-video alternation, a short run, resume equivalence, NaN guard, bad input, kill -9 and resume."""
 import signal
 import subprocess
 import sys
 import time
+
+import contextlib
 
 import pytest
 import torch
 
 from mspn.checkpoint import load_checkpoint, load_raw, save_checkpoint
 from mspn.config import load_config
+from mspn.data.clips import ClipDataset
 from mspn.errors import MSPNError
+from mspn.models.discriminator import FrameDiscriminator, JudgeApart
 from mspn.models.mspn import MSPN
 from mspn.train import adversarial as adv_module
+from mspn.train.alternation import G
+from mspn.train.distributed import DistEnv
+from mspn.train.loop import video_batches
 from mspn.train.run import train
 from mspn.train.runlog import read_csv
 
@@ -113,3 +121,88 @@ def test_kill_minus_9_then_resume(tmp_path, micro_data, pixel_run, subprocess_en
     assert ckpt.build_model() is not None
     steps = [int(r["step"]) for r in read_csv(out / "steps.csv")]
     assert steps == list(range(1, target + 1))           # continues, each step once
+
+
+# --- as the authors' adv_train.py ------------------------------------------------------------------
+
+class StepContext:
+    """The part of Trainer a stage's train_step uses: no autocast, no guard, plain steps."""
+
+    def autocast(self):
+        return contextlib.nullcontext()
+
+    def guard(self, loss, what, module):
+        return True
+
+    def backward_step(self, loss, optimizer):
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+
+def make_stage(micro, generator_seed=0):
+    config = micro("adv.enabled=true")
+    torch.manual_seed(generator_seed)
+    model = MSPN(config.model)
+    torch.manual_seed(1)           # the same discriminator in every stage made here
+    return adv_module.AdversarialStage(config, DistEnv(device=torch.device("cpu")), model, (16, 16))
+
+
+def test_real_scores_do_not_depend_on_the_fakes_judged_in_the_same_step(micro):
+    clip = torch.rand(2, 5, 1, 16, 16)
+    logs = [make_stage(micro, seed).train_step(clip, StepContext()) for seed in (0, 1)]
+    assert logs[0]["phase"] == logs[1]["phase"] == "D"
+    assert logs[0]["d_fake"] != logs[1]["d_fake"]           # two generators, two sets of fakes
+    assert logs[0]["d_real"] == logs[1]["d_real"]           # the real batch's scores are the same
+    # a joint call (torch.cat([real, fake])) would not: standardisation and BatchNorm mix the sets
+    disc = FrameDiscriminator((4, 8), 1, (16, 16))
+    real, fakes = torch.rand(6, 1, 16, 16), (torch.rand(6, 1, 16, 16), 0.2 * torch.rand(6, 1, 16, 16))
+    joint = [disc(torch.cat([real, fake]))[:6] for fake in fakes]
+    apart = [JudgeApart(disc)(real, fake)[0] for fake in fakes]
+    assert not torch.allclose(joint[0], joint[1])
+    torch.testing.assert_close(apart[0], apart[1], rtol=0, atol=0)
+
+
+def test_generator_steps_judge_with_running_statistics_and_leave_them(micro):
+    stage = make_stage(micro)
+    stage.alternation.phase = G
+    buffers = {k: v.clone() for k, v in stage.disc.state_dict().items() if "running" in k}
+    clip = torch.rand(2, 5, 1, 16, 16)
+    logs = stage.train_step(clip, StepContext())
+    assert logs["phase"] == G and stage.disc.training          # train mode is restored afterwards
+    for key, before in buffers.items():
+        torch.testing.assert_close(stage.disc.state_dict()[key], before, rtol=0, atol=0, msg=key)
+    # the logged real score is D's eval-mode score of the real frames
+    stage.disc.eval()
+    real = clip[:, stage.config.data.context // 2:].reshape(-1, 1, 16, 16)
+    assert logs["d_real"] == pytest.approx(stage.disc(real).mean().item(), rel=1e-6)
+
+
+def test_video_batches_keep_each_video_together_and_flag_its_first_batch():
+    index = [(0, 0), (0, 5), (0, 10), (1, 0), (1, 5), (2, 0)]
+    plan = video_batches(index, batch_size=2, seed=0, epoch=0)
+    assert [sorted(b) for b, _ in plan] in ([[0, 1], [2], [3, 4], [5]], [[0, 2], [1], [3, 4], [5]],
+                                            [[1, 2], [0], [3, 4], [5]])
+    assert [starts for _, starts in plan] == [True, False, True, True]
+    orders = {tuple(b for batch, _ in video_batches(index, 1, 0, epoch) for b in batch) for epoch in range(8)}
+    assert len(orders) > 1                                  # clips are shuffled within each video
+    assert all(set(o[:3]) == {0, 1, 2} and set(o[3:5]) == {3, 4} for o in orders)
+    # two ranks: step s takes global batches 2s and 2s + 1; a step starts a video if either does
+    ranks = [video_batches(index, 2, 0, 0, world_size=2, rank=r) for r in (0, 1)]
+    assert [b for b, _ in ranks[0]] == [plan[0][0], plan[2][0]]
+    assert [b for b, _ in ranks[1]] == [plan[1][0], plan[3][0]]
+    assert [s for _, s in ranks[0]] == [s for _, s in ranks[1]] == [True, True]
+
+
+def test_per_video_alternation_starts_every_video_with_d(tmp_path, micro_data, micro, pixel_run):
+    config = adv(micro, "adv.alternation=per-video", "adv.batch_size=1", "adv.d_lr=0.01",
+                 "train.max_steps=10")
+    train(config, micro_data, tmp_path / "a", init=pixel_run / "best.pt")
+    phases = [r["phase"] for r in read_csv(tmp_path / "a" / "steps.csv")]
+    dataset = ClipDataset(micro_data, "train", config.data.clip_length)
+    starts = [s for _, s in video_batches(dataset.index, 1, config.train.seed, 0)][:10]
+    assert len(phases) == 10 and starts == [True, False] * 5      # two clips per micro video
+    assert all(phase == "D" for phase, start in zip(phases, starts) if start)
+    with pytest.raises(MSPNError, match=r"per-video: every batch of .* starts a new video .*"
+                                        r"adv.alternation=continuous"):
+        train(adv(micro, "adv.alternation=per-video"), micro_data, tmp_path / "b", init=pixel_run / "best.pt")

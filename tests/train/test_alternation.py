@@ -75,3 +75,29 @@ def test_bad_arguments():
         Alternation(0)
     with pytest.raises(ValueError, match="phase must be"):
         Alternation(3, phase="X")
+
+
+def test_per_video_windows_are_seeded_with_a_zero_that_counts():
+    # the authors' bookkeeping: [0] seeds both windows, so the window is full after two batches
+    # and the means are pulled towards 0; fake 0.985 vs real 1.0 leaves D one batch earlier
+    seeded, plain = Alternation.for_video(3), Alternation(3)
+    assert seeded.phase == D and list(seeded.fake) == [0.0] and list(seeded.real) == [0.0]
+    seq = [(0.985, 1.0), (0.985, 1.0), (0.985, 1.0)]
+    # seeded: [0, .985] vs [0, 1]: .4925 >= .49 -> D; then full, .657 < .667 - .0067 -> G
+    assert run(seeded, seq[:2]) == [D, G]
+    # continuous: [.985, .985] is not full -> D; the third batch fills it -> G
+    assert run(plain, seq) == [D, D, G]
+
+
+def test_per_video_scripted_sequence_over_two_videos():
+    # video 1 (two clips): D wins at once, G trains and the video ends mid-G-phase
+    videos = [[(0.5, 1.0), (1.0, 1.0)], [(1.0, 1.0), (1.0, 1.0)]]
+    per_video = []
+    for scores in videos:
+        alt = Alternation.for_video(3)                  # each video re-seeds and starts with D
+        per_video.append([alt.phase] + run(alt, scores))
+    # phases before each batch, then after the last: video 2 starts with D again
+    assert per_video == [[D, G, G], [D, D, D]]
+    # continuous windows carry over: video 2 continues the G phase until [.5, 1, 1] -> [1, 1, 1]
+    alt = Alternation(3)
+    assert [alt.phase] + run(alt, videos[0] + videos[1]) == [D, G, G, G, D]

@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from mspn.checkpoint import load_checkpoint, load_raw
+from mspn.config import AdvConfig
 from mspn.errors import MSPNError
 from mspn.train import pixel as pixel_module
 from mspn.train.loop import Progress, select, select_checkpoint, selection_score
@@ -122,9 +123,13 @@ def test_selection_score_and_slack():
     assert selection_score({"psnr": 20.0, "ssim": 0.5}, "psnr")[0] == 20.0
     assert select(1.0, None, 0.0) == (True, 1.0)
     assert select(0.99, 1.0, 0.0) == (False, 1.0)
-    assert select(0.99, 1.0, 0.02) == (True, 1.0)      # within 2% of the best: taken
-    assert select(0.97, 1.0, 0.02) == (False, 1.0)
+    assert select(1.0, 1.0, 0.0) == (False, 1.0)       # a tie keeps the earlier checkpoint (authors' >)
+    assert select(0.99, 1.0, 0.02) == (True, 1.0)      # above best / 1.02: taken
+    assert select(0.98, 1.0, 0.02) == (False, 1.0)     # 0.98 < 1 / 1.02 = 0.9804
     assert select(1.1, 1.0, 0.02) == (True, 1.1)
+    # negative scores (LPIPS can outweigh SSIM + PSNR/100): best / 1.02 is above best, as the authors'
+    assert select(-0.99, -1.0, 0.02) == (False, -0.99) and select(-0.98, -1.0, 0.02)[0]
+    assert AdvConfig().selection_slack == 0.02
 
 
 def test_selection_ranks_blank_beating_evaluations_first():
