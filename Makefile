@@ -6,10 +6,14 @@ VENV := .venv
 PY := $(VENV)/bin/python
 DEMO := demo
 
-.PHONY: env demo test clean
+.PHONY: env lint demo test clean
 
 env:
 	@bash .ci/setup-env.sh
+
+# ruff, configured in pyproject.toml; CI (.ci/run) runs it after the tests and fails on any finding.
+lint: env
+	@$(VENV)/bin/ruff check .
 
 test: env
 	@# pytest's exit 5 (collected nothing) is a failure too.

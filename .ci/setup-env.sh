@@ -2,8 +2,12 @@
 # Builds (or reuses) the development environment and links it as .venv in this checkout.
 # The environment is ~6 GB, so it lives in a cache outside the clone, keyed by the hash of
 # constraints.txt (the torch pins decide almost all of its size). The same install step
-# runs again whenever setup.py's requirements change, so a new dependency is picked up
+# runs again whenever pyproject.toml's requirements change, so a new dependency is picked up
 # without rebuilding torch.
+# With an NVIDIA driver (or MSPN_GPU=1; MSPN_GPU=0 forces the CPU set) the environment gets the
+# gpu extra (onnxruntime-gpu, TensorRT, cuda-python) instead of the CPU onnxruntime: the two
+# onnxruntime packages share one import folder, and installed together the CPU one hides the
+# CUDA execution provider.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
@@ -23,9 +27,26 @@ if [ -e .venv ] && [ ! -L .venv ]; then
     exit 1
 fi
 ln -sfn "$env_dir" .venv
-reqs=$(cat constraints.txt setup.py | sha256sum | cut -c1-16)
+has_nvidia_driver() {
+    case "${MSPN_GPU:-auto}" in
+        1) return 0 ;;
+        0) return 1 ;;
+    esac
+    [ -e /proc/driver/nvidia/version ] || nvidia-smi >/dev/null 2>&1
+}
+if has_nvidia_driver; then
+    extras="train,export-core,openvino,dev,gpu" ort=onnxruntime-gpu other=onnxruntime
+else
+    extras="all,dev" ort=onnxruntime other=onnxruntime-gpu
+fi
+reqs=$( (cat constraints.txt pyproject.toml; echo "$extras") | sha256sum | cut -c1-16)
 if [ "$(cat "$env_dir/.requirements" 2>/dev/null)" != "$reqs" ]; then
-    "$env_dir/bin/pip" install --progress-bar off -c constraints.txt -e ".[all,dev]"
+    # Switching between the CPU and GPU sets: remove both onnxruntime packages, since removing
+    # one deletes files of the other; the install below brings back the right one.
+    if "$env_dir/bin/pip" show --quiet "$other" >/dev/null 2>&1; then
+        "$env_dir/bin/pip" uninstall --yes --quiet "$other" "$ort" || true
+    fi
+    "$env_dir/bin/pip" install --progress-bar off -c constraints.txt -e ".[$extras]"
     echo "$reqs" > "$env_dir/.requirements"
 fi
 # The cached environment is shared between checkouts: point the editable install at this one.

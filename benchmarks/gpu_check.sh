@@ -6,7 +6,9 @@
 #   benchmarks/gpu_check.sh                          # tiny random model, everything
 #   benchmarks/gpu_check.sh --model DIR --ckpt CKPT  # your model folder and its checkpoint
 #
-# Needs: pip install -e '.[export,gpu]' (torch, onnxruntime-gpu, tensorrt>=10, cuda-python).
+# Needs: pip install -e '.[export-core,gpu]' (torch, onnxruntime-gpu, tensorrt>=10, cuda-python;
+# not .[export], whose CPU onnxruntime would hide the CUDA provider); or `make env` on the GPU machine
+# and PYTHON=.venv/bin/python.
 # Results: benchmarks/results/gpu_check.json; exit 1 if a parity check failed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
