@@ -83,7 +83,8 @@ def parent(runs: list[str], precision: str, exporter: str, rollout: str) -> None
         RESULTS.parent.mkdir(parents=True, exist_ok=True)
         RESULTS.write_text(json.dumps(results, indent=2) + "\n")
         ex = record["export"]
-        print(f"{run:22s} {precision:14s} wall {record['wall_s']:7.1f} s  rollout {rollout} {ex['rollout']['exporter']} "
+        print(f"{run:22s} {precision:14s} wall {record['wall_s']:7.1f} s  "
+              f"rollout {rollout} {ex['rollout']['exporter']} "
               f"{ex['rollout']['seconds']:7.1f} s  step {ex['step']['exporter']} {ex['step']['seconds']:6.1f} s  "
               f"peak {record['peak_rss_gb']:5.2f} GB  rollout.onnx {record['sizes_mb']['rollout.onnx']:7.1f} MB  "
               f"max abs {record['fp32_rollout_max_abs']:.1e} / step loop {record['fp32_step_loop_max_abs']:.1e}",

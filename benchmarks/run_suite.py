@@ -7,16 +7,16 @@
 Writes benchmarks/results/<date>-<machine>.md (tables, goals, charts) and, beside it, the folder
 <date>-<machine>/ with one JSON report and two PNG charts per entry. Everything slow to make is
 cached in benchmarks/.cache/ (git-ignored) and reused: synthetic data, the trained models
-(tiny: the demo's demo/run/best.pt when present, else trained here; paper-mnist: 150 steps of
-batch 2 on synthetic 64x64 data, about 40 minutes at 15.5 s a step on 2 cores), random paper-rgb weights (speed
-only: their accuracy figures mean nothing) and the exported model folders.
+(tiny and mnist-small: the trained models shipped in models/, measured on real-digit Moving MNIST;
+paper-mnist: 150 steps of batch 2 on synthetic 64x64 data, about 40 minutes at 15.5 s a step on 2
+cores), random paper-rgb weights (speed only: their accuracy figures mean nothing) and the exported
+model folders.
 
 Run it on a quiet machine: every other process steals time from the measurements.
 """
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import platform
 import subprocess
@@ -24,6 +24,8 @@ import sys
 import time
 from datetime import date
 from pathlib import Path
+
+from mspn.fileio import sha256_file
 
 ROOT = Path(__file__).resolve().parent.parent
 CACHE = ROOT / "benchmarks" / ".cache"
@@ -42,6 +44,10 @@ RGB_NOTE = ("fp16 left out to fit the suite's time: this CPU has no fp16 arithme
 MATRIX = [
     dict(name="tiny-h10", config="tiny", horizon=10, runs=50, max_seconds=15, clips=8, stream=5, ab=50, calib=8),
     dict(name="tiny-h30", config="tiny", horizon=30, runs=30, max_seconds=15, clips=8, stream=3, ab=30, calib=8),
+    dict(name="mnist-small-h10", config="mnist-small", horizon=10, runs=30, max_seconds=15, clips=8, stream=3,
+         ab=30, calib=8),
+    dict(name="mnist-small-h30", config="mnist-small", horizon=30, runs=10, max_seconds=15, clips=4, stream=2,
+         ab=10, calib=8),
     # the goals' entry: more runs, and the op profile
     dict(name="paper-mnist-h10", config="paper-mnist", horizon=10, runs=10, max_seconds=25, clips=2,
          stream=2, ab=8, profile=True, calib=2),
@@ -60,7 +66,9 @@ MATRIX = [
 # (2: rollout unrolled from the step pieces; int8 on convolutions only, with int32 biases;
 # 3: int8 on the convolution networks with uint8 activations, its rollout unrolled from int8 pieces).
 EXPORT_VERSION = 3
-DATA = {"tiny": ("32x32", 1), "paper-mnist": ("64x64", 1), "paper-rgb": ("96x128", 3)}
+DATA = {"tiny": ("32x32", 1), "mnist-small": ("64x64", 1), "paper-mnist": ("64x64", 1), "paper-rgb": ("96x128", 3)}
+# Configs whose trained weights ship with the project, measured on real-digit Moving MNIST.
+SHIPPED = {"tiny": ROOT / "models" / "tiny" / "best.pt", "mnist-small": ROOT / "models" / "mnist-small" / "best.pt"}
 GOALS = {"fp32": 2.0, "reduced": 6.0, "reduced_psnr_db": 40.0, "tiny_ort": 3.0, "stream": 0.05}
 
 
@@ -74,16 +82,14 @@ def mspn(*args: str) -> None:
     subprocess.run(cmd, check=True, cwd=ROOT)
 
 
-def sha(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def dataset(config: str) -> Path:
     size, channels = DATA[config]
+    if config in SHIPPED:  # the shipped models' own protocol: Moving MNIST from the bundled real digits
+        out = CACHE / f"mmnist-{size}"
+        if not (out / "info.json").is_file():
+            mspn("data", "mmnist-generate", "--out", str(out), "--size", size.split("x")[0],
+                 "--frames", "40", "--videos", "200,40,40", "--overwrite")
+        return out
     out = CACHE / f"data-{size}-c{channels}"
     if not (out / "info.json").is_file():
         # 40-frame videos: clips of 10 context + 30 predicted frames for the 10 -> 30 entries
@@ -95,8 +101,8 @@ def dataset(config: str) -> Path:
 
 # What the results file says about each entry's weights.
 WEIGHTS = {
-    "tiny-demo": "trained (the demo's tiny model, demo/run/best.pt)",
-    "tiny": "trained (tiny preset, synthetic 32x32 data)",
+    "tiny": "trained (the shipped models/tiny, real-digit Moving MNIST 32x32)",
+    "mnist-small": "trained (the shipped models/mnist-small, real-digit Moving MNIST 64x64)",
     "paper-mnist": "trained briefly (paper-mnist, 150 steps of batch 2 on synthetic 64x64 data)",
     "random": "RANDOM (speed only; parity figures are indicative, accuracy figures meaningless)",
 }
@@ -104,14 +110,8 @@ WEIGHTS = {
 
 def checkpoint(config: str) -> tuple[Path, str]:
     """(checkpoint, how its weights were made)."""
-    if config == "tiny":
-        demo = ROOT / "demo" / "run" / "best.pt"
-        if demo.is_file():
-            return demo, WEIGHTS["tiny-demo"]
-        run = CACHE / "runs" / "tiny"
-        if not (run / "best.pt").is_file():
-            mspn("train", "--config", "tiny", "--data", str(dataset("tiny")), "--out", str(run))
-        return run / "best.pt", WEIGHTS["tiny"]
+    if config in SHIPPED:
+        return SHIPPED[config], WEIGHTS[config]
     if config == "paper-mnist":
         run = CACHE / "runs" / "paper-mnist"
         if not (run / "best.pt").is_file():
@@ -133,14 +133,12 @@ def checkpoint(config: str) -> tuple[Path, str]:
 
 def checkpoint_label(config: str) -> str:
     """How checkpoint() makes this config's weights, without making them."""
-    if config == "tiny":
-        return WEIGHTS["tiny-demo" if (ROOT / "demo" / "run" / "best.pt").is_file() else "tiny"]
     return WEIGHTS.get(config, WEIGHTS["random"])
 
 
 def model_folder(entry: dict, ckpt: Path) -> Path:
     out = CACHE / "models" / entry["name"]
-    stamp = {"ckpt": sha(ckpt), "context": CONTEXT, "horizon": entry["horizon"],
+    stamp = {"ckpt": sha256_file(ckpt), "context": CONTEXT, "horizon": entry["horizon"],
              "precision": entry.get("precision", "fp32,fp16,int8"), "calib_clips": entry["calib"],
              "export_version": EXPORT_VERSION}
     stamp_file = CACHE / "models" / f"{entry['name']}.stamp.json"
@@ -192,7 +190,8 @@ def goal_lines(reports: dict) -> list[str]:
         value, e = best(mnist, reduced)
         lines.append(verdict(value, GOALS["reduced"], f"paper-mnist best reduced precision with >= "
                              f"{GOALS['reduced_psnr_db']:.0f} dB vs fp32" +
-                             (f" ({e['backend']}/{e['variant']}, min PSNR {e['parity']['min_psnr'] or float('inf'):.1f} dB)" if e else "")))
+                             (f" ({e['backend']}/{e['variant']}, min PSNR "
+                              f"{e['parity']['min_psnr'] or float('inf'):.1f} dB)" if e else "")))
         for e in mnist["results"]:
             if e["status"] == "ok":
                 over = e["stream"]["overhead_vs_rollout"]
@@ -281,11 +280,13 @@ def main() -> int:
             reports[entry["name"]] = data
             from mspn.bench.report import markdown_table
             charts = "".join(f"\n![{Path(c).stem}]({tag}/{Path(c).name})" for c in data.get("charts", []))
-            sections.append(f"## {entry['name']}\n\nWeights: {weights}.{_note(entry)}\n\n{markdown_table(data)}\n{charts}\n")
+            sections.append(f"## {entry['name']}\n\nWeights: {weights}.{_note(entry)}\n\n"
+                            f"{markdown_table(data)}\n{charts}\n")
             timings.append(f"- {entry['name']}: {time.time() - t0:.0f} s (train/weights {prepared - t0:.0f} s, "
                            f"export {exported - prepared:.0f} s, bench {time.time() - exported:.0f} s)")
         except subprocess.CalledProcessError as exc:
-            sections.append(f"## {entry['name']}\n\nfailed: `{' '.join(map(str, exc.cmd[2:]))}` exited {exc.returncode}\n")
+            command = " ".join(map(str, exc.cmd[2:]))
+            sections.append(f"## {entry['name']}\n\nfailed: `{command}` exited {exc.returncode}\n")
             timings.append(f"- {entry['name']}: failed after {time.time() - t0:.0f} s")
             log(f"{entry['name']} failed; continuing")
 

@@ -44,7 +44,7 @@ def _quiet():
             warnings.simplefilter("ignore")
             yield
     finally:
-        for lg, level in zip(loggers, levels):
+        for lg, level in zip(loggers, levels, strict=True):
             lg.setLevel(level)
 
 
@@ -57,7 +57,7 @@ def stamp_signature(model: onnx.ModelProto, inputs: list[TensorSpec], outputs: l
         names = [v.name for v in values]
         if names != [s.name for s in specs]:
             raise MSPNError(f"exported graph {kind} {names} differ from the spec's {[s.name for s in specs]}")
-        for value, spec in zip(values, specs):
+        for value, spec in zip(values, specs, strict=True):
             shape = value.type.tensor_type.shape
             if value.type.tensor_type.elem_type != onnx.TensorProto.FLOAT:
                 raise MSPNError(f"exported graph tensor {value.name} is not float32")

@@ -153,7 +153,8 @@ def _export_verified(build, path: Path, graph: str, spec: ExportSpec, exporter: 
             failures.append(f"{name}: {exc}")
             continue
         except Exception as exc:  # noqa: BLE001 - any exporter crash means: try the next one
-            failures.append(f"{name}: {type(exc).__name__}: {str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ''}")
+            first_line = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
+            failures.append(f"{name}: {type(exc).__name__}: {first_line}")
             continue
         worst, _ = _summary(results)
         if worst > spec.fp32_max_abs:
@@ -198,15 +199,39 @@ def export_model(options: ExportOptions) -> dict:
 
 
 def _replace(work: Path, out: Path) -> None:
-    """Rename the finished folder onto the target (a --force replacement moves the old one aside first)."""
-    old = None
-    if out.exists():
-        old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
-        os.rmdir(old)
-        os.replace(out, old)
+    """Put the finished folder at the target. A --force replacement swaps the two folders in one
+    atomic rename (Linux renameat2 RENAME_EXCHANGE), so a kill at any moment leaves the old or the
+    new folder at ``out``, never a mix or nothing; where the kernel or file system cannot swap,
+    the old folder is moved aside first (then a kill between the two renames leaves it aside)."""
+    if not out.exists():
+        os.replace(work, out)
+        return
+    if _exchange(work, out):
+        shutil.rmtree(work, ignore_errors=True)  # now holds the old folder
+        return
+    old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
+    os.rmdir(old)
+    os.replace(out, old)
     os.replace(work, out)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+RENAME_EXCHANGE = 2  # linux/fs.h
+AT_FDCWD = -100
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Atomically swap two paths; False where renameat2 or RENAME_EXCHANGE is unavailable."""
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+        renameat2 = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    return renameat2(AT_FDCWD, os.fsencode(a), AT_FDCWD, os.fsencode(b), RENAME_EXCHANGE) == 0
 
 
 def _load_inputs(spec: ExportSpec, options: ExportOptions):

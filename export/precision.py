@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Iterable, Mapping
 
 import numpy as np
 
@@ -135,8 +135,7 @@ def to_int8(src, dst: str | Path, feeds: list[Mapping[str, np.ndarray]]) -> dict
     Returns the settings, for the manifest.
     """
     import onnx
-    from onnxruntime.quantization import (CalibrationMethod, QuantFormat, QuantType,
-                                          quantize_static)
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
     if isinstance(src, onnx.ModelProto):
         model = onnx.ModelProto()

@@ -57,7 +57,7 @@ class ExportSpec:
 
     # --- checks ----------------------------------------------------------------------------------
 
-    def validate(self) -> "ExportSpec":
+    def validate(self) -> ExportSpec:
         """Refuse a spec no graph can be made from, with a one-line reason."""
         if self.context < 1:
             raise MSPNError(f"context must be >= 1 frame, got {self.context}")
@@ -192,7 +192,7 @@ class ExportSpec:
         return out
 
     @classmethod
-    def from_dict(cls, raw: dict) -> "ExportSpec":
+    def from_dict(cls, raw: dict) -> ExportSpec:
         if not isinstance(raw, dict):
             raise MSPNError(f"export spec must be a mapping, got {type(raw).__name__}")
         raw = dict(raw)
@@ -212,7 +212,7 @@ class ExportSpec:
         return spec.validate()
 
     @classmethod
-    def from_manifest(cls, manifest: dict) -> "ExportSpec":
+    def from_manifest(cls, manifest: dict) -> ExportSpec:
         """The spec a model folder was exported with (manifest.json's "spec" section)."""
         if not isinstance(manifest, dict) or manifest.get("format") != "mspn-model":
             raise MSPNError("not an mspn model manifest (format != 'mspn-model')")

@@ -13,7 +13,7 @@ ExportSpec.signature("open_step" / "closed_step").
 from __future__ import annotations
 
 import hashlib
-from typing import Mapping
+from collections.abc import Mapping
 
 import numpy as np
 import onnx
@@ -95,6 +95,42 @@ def _copy_step(graph: onnx.GraphProto, prefix: str, feeds: Mapping[str, str],
     return nodes, outputs
 
 
+def _check_signatures(open_step, closed_step, state_names: list[str], frame_input: str, outputs: list[str]) -> None:
+    for model, what, ins in ((open_step, "open-loop step", [frame_input] + state_names),
+                             (closed_step, "closed-loop step", state_names)):
+        _check_piece(model, what)
+        got_in, got_out = [v.name for v in model.graph.input], [v.name for v in model.graph.output]
+        if got_in != ins or got_out != outputs:
+            raise MSPNError(f"unroll: the {what} graph has inputs {got_in} and outputs {got_out}, "
+                            f"expected {ins} and {outputs}")
+
+
+def _initial_state_nodes(weights, initial: Mapping[str, np.ndarray], state_names: list[str], frames: str):
+    """Nodes expanding the t = 0 state to the batch of ``frames``, and {state name: tensor}.
+    The state is weights-only: stored once at batch 1, expanded to the input's batch."""
+    tile = weights.constant("unroll/tile", np.ones(3, np.int64))
+    nodes = [helper.make_node("Shape", [frames], ["unroll/batch"], name="unroll/batch", start=0, end=1),
+             helper.make_node("Concat", ["unroll/batch", tile], ["unroll/state_shape"],
+                              name="unroll/state_shape", axis=0)]
+    state = {}
+    for name in state_names:
+        value = weights.constant(f"initial/{name}", np.ascontiguousarray(initial[name], np.float32))
+        state[name] = f"unroll/{name}"
+        nodes.append(helper.make_node("Expand", [value, "unroll/state_shape"], [state[name]],
+                                      name=f"unroll/expand_{name}"))
+    return nodes, state
+
+
+def _stack_nodes(weights, predicted: list[str], future: str) -> list:
+    """The predicted frames (B, C, H, W) each, stacked along a new time axis 1 into ``future``."""
+    axis = weights.constant("unroll/time_axis", np.array([1], np.int64))
+    nodes = [helper.make_node("Unsqueeze", [value, axis], [f"future/{k}"], name=f"future/{k}")
+             for k, value in enumerate(predicted)]
+    nodes.append(helper.make_node("Concat", [f"future/{k}" for k in range(len(predicted))], [future],
+                                  name="future", axis=1))
+    return nodes
+
+
 def unroll(open_step: onnx.ModelProto, closed_step: onnx.ModelProto, initial: Mapping[str, np.ndarray],
            context: int, horizon: int, state_names: list[str], frame_input: str = "frame",
            prediction: str = "pred_0", frames: str = "frames", future: str = "future") -> onnx.ModelProto:
@@ -108,29 +144,12 @@ def unroll(open_step: onnx.ModelProto, closed_step: onnx.ModelProto, initial: Ma
     if context < 1 or horizon < 1:
         raise MSPNError(f"unroll needs context and horizon >= 1, got {context} and {horizon}")
     outputs = [f"{n}_out" for n in state_names]
-    for model, what, ins in ((open_step, "open-loop step", [frame_input] + state_names),
-                             (closed_step, "closed-loop step", state_names)):
-        _check_piece(model, what)
-        got_in, got_out = [v.name for v in model.graph.input], [v.name for v in model.graph.output]
-        if got_in != ins or got_out != outputs:
-            raise MSPNError(f"unroll: the {what} graph has inputs {got_in} and outputs {got_out}, "
-                            f"expected {ins} and {outputs}")
+    _check_signatures(open_step, closed_step, state_names, frame_input, outputs)
     weights = _Weights()
     open_weights = weights.add_graph(open_step.graph, "open")
     closed_weights = weights.add_graph(closed_step.graph, "closed")
 
-    nodes: list[onnx.NodeProto] = []
-    # The t = 0 state is weights-only: stored once at batch 1, expanded to the input's batch.
-    tile = weights.constant("unroll/tile", np.ones(3, np.int64))
-    nodes += [helper.make_node("Shape", [frames], ["unroll/batch"], name="unroll/batch", start=0, end=1),
-              helper.make_node("Concat", ["unroll/batch", tile], ["unroll/state_shape"],
-                               name="unroll/state_shape", axis=0)]
-    state = {}
-    for name in state_names:
-        value = weights.constant(f"initial/{name}", np.ascontiguousarray(initial[name], np.float32))
-        state[name] = f"unroll/{name}"
-        nodes.append(helper.make_node("Expand", [value, "unroll/state_shape"], [state[name]],
-                                      name=f"unroll/expand_{name}"))
+    nodes, state = _initial_state_nodes(weights, initial, state_names, frames)
 
     predicted = []
     for t in range(context):
@@ -139,19 +158,15 @@ def unroll(open_step: onnx.ModelProto, closed_step: onnx.ModelProto, initial: Ma
         nodes.append(helper.make_node("Gather", [frames, index], [frame], name=f"t{t}/take_frame", axis=1))
         step_nodes, out = _copy_step(open_step.graph, f"t{t}/", {frame_input: frame, **state}, open_weights)
         nodes += step_nodes
-        state = {name: out[o] for name, o in zip(state_names, outputs)}
+        state = {name: out[o] for name, o in zip(state_names, outputs, strict=True)}
     predicted.append(state[prediction])  # the first predicted frame
     for k in range(1, horizon):
         step_nodes, out = _copy_step(closed_step.graph, f"h{k}/", state, closed_weights)
         nodes += step_nodes
-        state = {name: out[o] for name, o in zip(state_names, outputs)}
+        state = {name: out[o] for name, o in zip(state_names, outputs, strict=True)}
         predicted.append(state[prediction])
 
-    axis = weights.constant("unroll/time_axis", np.array([1], np.int64))
-    for k, value in enumerate(predicted):
-        nodes.append(helper.make_node("Unsqueeze", [value, axis], [f"future/{k}"], name=f"future/{k}"))
-    nodes.append(helper.make_node("Concat", [f"future/{k}" for k in range(horizon)], [future],
-                                  name="future", axis=1))
+    nodes += _stack_nodes(weights, predicted, future)
 
     graph = helper.make_graph(nodes, "mspn_rollout",
                               [_with_time_axis(open_step.graph.input[0], frames, context)],

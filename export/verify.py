@@ -6,8 +6,8 @@ reuse them; only ``torch_rollout`` needs torch.
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Callable, Mapping
 
 import numpy as np
 
@@ -41,7 +41,7 @@ def ort_session(path: str | Path, threads: int = 0):
 def session_step(session) -> StepFn:
     """Wrap a step-graph session as feeds -> {output name: array}."""
     names = [o.name for o in session.get_outputs()]
-    return lambda feeds: dict(zip(names, session.run(names, feeds)))
+    return lambda feeds: dict(zip(names, session.run(names, feeds), strict=True))
 
 
 def tile_state(initial: Mapping[str, np.ndarray], batch: int) -> dict[str, np.ndarray]:

@@ -31,7 +31,7 @@ def initial_state(model: MSPN, height: int, width: int) -> dict[str, torch.Tenso
     zeros = model.init_state(1, height, width, param.new_zeros(()))
     predictions, cells = model.predict_levels(zeros)
     out = {}
-    for level, (cell, pred) in enumerate(zip(cells, predictions)):
+    for level, (cell, pred) in enumerate(zip(cells, predictions, strict=True)):
         out[f"h_{level}"], out[f"c_{level}"], out[f"pred_{level}"] = cell.h, cell.c, pred
     return out
 
@@ -107,13 +107,13 @@ class ClosedLoopStep(nn.Module):
 
 def _unpack(state: tuple[torch.Tensor, ...], levels: int):
     """(h_0, c_0, pred_0, h_1, ...) -> ([CellState per level], [pred per level])."""
-    return ([CellState(state[3 * l], state[3 * l + 1]) for l in range(levels)],
-            [state[3 * l + 2] for l in range(levels)])
+    return ([CellState(state[3 * lv], state[3 * lv + 1]) for lv in range(levels)],
+            [state[3 * lv + 2] for lv in range(levels)])
 
 
 def _pack(predictions: list[torch.Tensor], cells: list[CellState]) -> tuple[torch.Tensor, ...]:
     out = []
-    for cell, pred in zip(cells, predictions):
+    for cell, pred in zip(cells, predictions, strict=True):
         out += [cell.h, cell.c, pred]
     return tuple(out)
 
@@ -135,11 +135,11 @@ class RolloutGraph(nn.Module):
 
     def forward(self, frames: torch.Tensor) -> torch.Tensor:
         batch = frames.shape[0]
-        cells = [CellState(getattr(self, f"init_h_{l}").expand(batch, -1, -1, -1),
-                           getattr(self, f"init_c_{l}").expand(batch, -1, -1, -1))
-                 for l in range(self.levels)]
-        predictions = [getattr(self, f"init_pred_{l}").expand(batch, -1, -1, -1)
-                       for l in range(self.levels)]
+        cells = [CellState(getattr(self, f"init_h_{lv}").expand(batch, -1, -1, -1),
+                           getattr(self, f"init_c_{lv}").expand(batch, -1, -1, -1))
+                 for lv in range(self.levels)]
+        predictions = [getattr(self, f"init_pred_{lv}").expand(batch, -1, -1, -1)
+                       for lv in range(self.levels)]
         ones = frames.new_ones(batch)
         for t in range(frames.shape[1]):
             predictions, cells = _advance(self.model, frames[:, t], ones, cells, predictions)

@@ -7,7 +7,7 @@ alone. Each baseline maps the context (B, T_ctx, C, H, W) in [0, 1] to a predict
 """
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 
@@ -51,7 +51,8 @@ def compare(model: dict, baselines: dict[str, dict]) -> dict:
         for metric, value in model["mean"].items():
             if value is None or other["mean"].get(metric) is None:
                 continue
-            steps = [t + 1 for t, (a, b) in enumerate(zip(model["per_step"][metric], other["per_step"][metric]))
+            pairs = zip(model["per_step"][metric], other["per_step"][metric], strict=True)
+            steps = [t + 1 for t, (a, b) in enumerate(pairs)
                      if a is not None and b is not None and beats(a, b, metric)]
             out[name][metric] = {"mean": beats(value, other["mean"][metric], metric), "steps_beaten": steps}
     return out

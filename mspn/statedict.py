@@ -1,7 +1,7 @@
 """Comparing a state_dict with the one a module expects, for one-line error messages."""
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Mapping
 
 
 def _listed(keys: list[str], limit: int | None) -> str:

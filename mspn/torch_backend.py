@@ -60,7 +60,7 @@ class TorchRunner(Runner):
             outputs = self.module(*args)
         if isinstance(outputs, torch.Tensor):
             outputs = (outputs,)
-        return {name: t.float().cpu().numpy() for name, t in zip(self.output_names, outputs)}
+        return {name: t.float().cpu().numpy() for name, t in zip(self.output_names, outputs, strict=True)}
 
 
 def build_runner(manifest: Manifest, kind: str, variant: str, **options) -> TorchRunner:

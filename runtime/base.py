@@ -19,11 +19,13 @@ import importlib
 import threading
 import time
 from abc import ABC, abstractmethod
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
 from mspn.errors import MSPNError
+
 from .manifest import GraphSpec, Manifest, TensorSpec  # noqa: F401  (re-exported)
 
 _DTYPES = {"float32": np.float32, "float16": np.float16, "int64": np.int64, "int32": np.int32}
@@ -41,7 +43,7 @@ class Runner(ABC):
         self._local = threading.local()  # last_latency per thread: threads share one runner
 
     # --- contract ------------------------------------------------------------------------------
-    def activate(self) -> "Runner":
+    def activate(self) -> Runner:
         if not self.is_active:
             self._activate()
             self.is_active = True
@@ -105,7 +107,7 @@ class Runner(ABC):
             if value.ndim != len(spec.shape):
                 raise MSPNError(f"{self.graph.file}: input {name} must have {len(spec.shape)} dims "
                                 f"{list(spec.shape)}, got shape {value.shape}")
-            for axis, (dim, size) in enumerate(zip(spec.shape, value.shape)):
+            for axis, (dim, size) in enumerate(zip(spec.shape, value.shape, strict=True)):
                 if isinstance(dim, int) and dim >= 0:
                     if size != dim:
                         raise MSPNError(f"{self.graph.file}: input {name} axis {axis} must be {dim} "
@@ -151,7 +153,7 @@ class Runner(ABC):
         return ({k: v for k, v in out.items() if not k.endswith("_out")},
                 {n: out[f"{n}_out"] for n in names})
 
-    def free_state(self, handle: Any) -> None:
+    def free_state(self, handle: Any) -> None:  # noqa: B027 - optional: host state needs no freeing
         """Release a state handle (device memory in GPU runners)."""
 
     # --- backend hooks ----------------------------------------------------------------------------
@@ -161,7 +163,7 @@ class Runner(ABC):
     @abstractmethod
     def _infer(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]: ...
 
-    def _deactivate(self) -> None:
+    def _deactivate(self) -> None:  # noqa: B027 - optional: most sessions are freed with the runner
         pass
 
 

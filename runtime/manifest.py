@@ -97,7 +97,7 @@ class Manifest:
         self.engines: dict = raw.get("engines") or {}
 
     @classmethod
-    def load(cls, folder: str | Path) -> "Manifest":
+    def load(cls, folder: str | Path) -> Manifest:
         folder = Path(folder)
         path = folder / MANIFEST
         if not folder.is_dir():
@@ -109,7 +109,8 @@ class Manifest:
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise MSPNError(f"{path}: not valid JSON ({exc})") from None
         if not isinstance(raw, dict) or raw.get("format") != FORMAT:
-            raise MSPNError(f"{path}: not an mspn model manifest (format is {raw.get('format') if isinstance(raw, dict) else None!r}, "
+            found = raw.get("format") if isinstance(raw, dict) else None
+            raise MSPNError(f"{path}: not an mspn model manifest (format is {found!r}, "
                             f"expected {FORMAT!r})")
         if raw.get("format_version") != FORMAT_VERSION:
             raise MSPNError(f"{path}: manifest format_version {raw.get('format_version')!r} is not supported "

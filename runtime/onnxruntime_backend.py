@@ -95,7 +95,7 @@ class OnnxRuntimeRunner(Runner):
 
     def _infer(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         outputs = self.session.run(self.output_names, feed)  # thread-safe per ONNX Runtime's docs
-        return dict(zip(self.output_names, outputs))
+        return dict(zip(self.output_names, outputs, strict=True))
 
     # --- device-resident streaming state (GPU providers) ---------------------------------------
     def new_state(self, state: dict[str, np.ndarray]) -> Any:
@@ -123,8 +123,8 @@ class OnnxRuntimeRunner(Runner):
             binding.bind_output(f"{name}_out", self._device, device_id)
         self.session.run_with_iobinding(binding)
         values = binding.get_outputs()  # in the order bound above
-        host = {n: v.numpy() for n, v in zip(host_outputs, values[: len(host_outputs)])}
-        return host, dict(zip(names, values[len(host_outputs):]))
+        host = {n: v.numpy() for n, v in zip(host_outputs, values[: len(host_outputs)], strict=True)}
+        return host, dict(zip(names, values[len(host_outputs):], strict=True))
 
 
 def load_session(source: str | Path | bytes, providers=("CPUExecutionProvider",), threads: int = 0,

@@ -40,7 +40,7 @@ class Predictor:
 
     @classmethod
     def load(cls, model_dir: str | Path, backend: str = "onnxruntime", variant: str = "fp32",
-             **backend_options) -> "Predictor":
+             **backend_options) -> Predictor:
         """Load a model folder, checking its format version and the SHA-256 of every file used.
 
         backend_options go to the backend (e.g. onnxruntime: provider, threads, optimization;
@@ -87,7 +87,7 @@ class Predictor:
         feed = {"frames": x.astype(self.rollout_runner.dtype_of("frames"), copy=False)}
         return np.asarray(self.rollout_runner.infer(feed)["future"], dtype=np.float32)
 
-    def stream(self) -> "StreamSession":
+    def stream(self) -> StreamSession:
         """A new streaming session (its own recurrent state); one per thread or video stream.
         The first one activates the step graph (a predictor used only for rollouts never loads it)."""
         self._check_open()

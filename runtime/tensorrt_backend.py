@@ -27,7 +27,6 @@ from mspn.errors import MSPNError
 from .base import Runner, require, split_options
 from .manifest import Manifest
 
-
 # --- imports and CUDA helpers -----------------------------------------------------------------
 
 def _trt():
@@ -189,7 +188,8 @@ class TensorRTRunner(Runner):
         """Upload feed, bind every tensor's address, execute, download ``fetch``. Holds the lock."""
         batch = next(iter(feed.values())).shape[0]
         if batch > self.max_batch:
-            raise MSPNError(f"batch {batch} exceeds the engine's profile max {self.max_batch}; rebuild with --max-batch")
+            raise MSPNError(f"batch {batch} exceeds the engine's profile max {self.max_batch}; "
+                            f"rebuild with --max-batch")
         for name, value in feed.items():
             host = np.ascontiguousarray(value, dtype=self._dtypes[name])
             self._device.upload(addresses[name], host, self.stream)

@@ -60,36 +60,9 @@ def build_engine(model_dir: str | Path, variant: str = "fp32", workspace_gib: fl
     logger = trt.Logger(trt.Logger.WARNING)
     written = {}
     for kind, spec in specs.items():
-        builder = trt.Builder(logger)
-        # Strongly typed: TensorRT keeps the graph's own types (fp16 graph, int8 QDQ) instead of
-        # choosing precisions itself, so the engine computes what the verified ONNX computes.
-        network = builder.create_network(1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED))
-        parser = trt.OnnxParser(network, logger)
-        if variant == "int8":
-            # Its int32 bias DequantizeLinear (for ONNX Runtime's fusion) are folded to float first.
-            from mspn.runtime.qdq import tensorrt_ready_bytes
-            parsed = parser.parse(tensorrt_ready_bytes(paths[kind]), str(paths[kind]))
-        else:
-            parsed = parser.parse_from_file(str(paths[kind]))
-        if not parsed:
-            errors = [str(parser.get_error(i)).strip().replace("\n", " ") for i in range(parser.num_errors)]
-            raise MSPNError(f"{paths[kind]}: TensorRT's ONNX parser failed with {len(errors)} error(s): "
-                            + " | ".join(errors))
-        config = builder.create_builder_config()
-        config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_gib * (1 << 30)))
-        profile = builder.create_optimization_profile()
-        shapes = {t.name: t.shape for t in spec.inputs}
-        for i in range(network.num_inputs):
-            name = network.get_input(i).name
-            if name not in shapes:
-                raise MSPNError(f"{paths[kind]}: graph input {name!r} is not in the manifest")
-            profile.set_shape(name, *_profile_shapes(shapes[name], (bmin, bopt, bmax)))
-        config.add_optimization_profile(profile)
-        cache = None
-        if timing_cache is not None:
-            cache_path = Path(timing_cache)
-            cache = config.create_timing_cache(cache_path.read_bytes() if cache_path.is_file() else b"")
-            config.set_timing_cache(cache, ignore_mismatch=False)
+        network, builder, _parser = _parse(trt, logger, paths[kind], variant)
+        config = _builder_config(trt, builder, network, spec, paths[kind], (bmin, bopt, bmax), workspace_gib)
+        cache = _attach_timing_cache(config, timing_cache)
         log(f"building {kind} {variant} engine (batch {bmin}/{bopt}/{bmax}) on {device['gpu']} ...")
         start = time.perf_counter()
         serialized = builder.build_serialized_network(network, config)
@@ -107,6 +80,53 @@ def build_engine(model_dir: str | Path, variant: str = "fp32", workspace_gib: fl
                          "profile": {"min": bmin, "opt": bopt, "max": bmax}}
     _record_engines(folder, written)
     return list(written)
+
+
+def _parse(trt, logger, path: Path, variant: str):
+    """A strongly typed TensorRT network parsed from a graph file: (network, builder, parser);
+    the parser owns the weights the network points to, so callers keep it while building.
+
+    Strongly typed: TensorRT keeps the graph's own types (fp16 graph, int8 QDQ) instead of choosing
+    precisions itself, so the engine computes what the verified ONNX computes.
+    """
+    builder = trt.Builder(logger)
+    network = builder.create_network(1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED))
+    parser = trt.OnnxParser(network, logger)
+    if variant == "int8":
+        # Its int32 bias DequantizeLinear (for ONNX Runtime's fusion) are folded to float first.
+        from mspn.runtime.qdq import tensorrt_ready_bytes
+        parsed = parser.parse(tensorrt_ready_bytes(path), str(path))
+    else:
+        parsed = parser.parse_from_file(str(path))
+    if not parsed:
+        errors = [str(parser.get_error(i)).strip().replace("\n", " ") for i in range(parser.num_errors)]
+        raise MSPNError(f"{path}: TensorRT's ONNX parser failed with {len(errors)} error(s): " + " | ".join(errors))
+    return network, builder, parser
+
+
+def _builder_config(trt, builder, network, spec, path: Path, batch: tuple[int, int, int], workspace_gib: float):
+    """Workspace limit and one optimisation profile over the batch range for every input."""
+    config = builder.create_builder_config()
+    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_gib * (1 << 30)))
+    profile = builder.create_optimization_profile()
+    shapes = {t.name: t.shape for t in spec.inputs}
+    for i in range(network.num_inputs):
+        name = network.get_input(i).name
+        if name not in shapes:
+            raise MSPNError(f"{path}: graph input {name!r} is not in the manifest")
+        profile.set_shape(name, *_profile_shapes(shapes[name], batch))
+    config.add_optimization_profile(profile)
+    return config
+
+
+def _attach_timing_cache(config, timing_cache):
+    """Load (or start) the timing cache file into the config; None without one."""
+    if timing_cache is None:
+        return None
+    cache_path = Path(timing_cache)
+    cache = config.create_timing_cache(cache_path.read_bytes() if cache_path.is_file() else b"")
+    config.set_timing_cache(cache, ignore_mismatch=False)
+    return cache
 
 
 def build_engine_command(args: BuildEngineOptions) -> list[str]:

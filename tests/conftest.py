@@ -6,6 +6,8 @@ runs many times slower.
 """
 import os
 
+import pytest
+
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 try:
@@ -15,3 +17,11 @@ except ImportError:  # a runtime-only environment
 
 if torch is not None:
     torch.set_num_threads(1)
+
+
+@pytest.fixture
+def subprocess_env() -> dict:
+    """Environment for subprocesses of the tests: one thread each."""
+    env = dict(os.environ)
+    env["OMP_NUM_THREADS"] = "1"
+    return env

@@ -12,10 +12,8 @@ from mspn.cli import main
 from mspn.config import load_config
 from mspn.errors import MSPNError
 from mspn.evaluate import evaluate
-from mspn.options import EvalOptions
 from mspn.models.mspn import MSPN
-
-
+from mspn.options import EvalOptions
 
 
 def _videos(root, count=3, frames=11, channels=1, size=16, seed=0):

@@ -8,8 +8,6 @@ from mspn.errors import MSPNError
 from mspn.metrics import ALEXNET_FILE, LPIPS_MIN_SIDE, LPIPSScorer, StepMetrics, load_lpips
 
 
-
-
 def _pair(channels=1, batch=3, steps=4, size=16, seed=0):
     """Targets in [0, 1] and predictions whose noise grows with the step: per-step errors differ."""
     rng = np.random.default_rng(seed)

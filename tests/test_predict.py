@@ -11,8 +11,6 @@ from mspn.models.mspn import MSPN
 from mspn.predict import predict_file
 
 
-
-
 @pytest.fixture(scope="module")
 def micro(tmp_path_factory):
     torch.manual_seed(0)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
-
 from mspn.errors import MSPNError
 
 BACKENDS = ("torch", "onnxruntime", "openvino", "tensorrt")

@@ -119,6 +119,34 @@ def ceiling_flops() -> int:
     return 2 * s["channels"] ** 2 * s["kernel"] ** 2 * s["height"] * s["width"] * s["depth"]
 
 
+def _int8_conv_chain(weight: np.ndarray, bias: np.ndarray, depth: int, pads: list) -> tuple[list, list]:
+    """Nodes and initializers of ``depth`` convolutions in the int8 exports' QDQ pattern
+    (uint8 per-tensor activations, int8 per-channel weights, int32 biases): x -> y."""
+    from onnx import helper, numpy_helper
+
+    c = weight.shape[0]
+    w_scale = (np.abs(weight).reshape(c, -1).max(axis=1) / 127).astype(np.float32)
+    w_q = np.clip(np.round(weight / w_scale[:, None, None, None]), -127, 127).astype(np.int8)
+    inits = [numpy_helper.from_array(w_q, "w_q"), numpy_helper.from_array(w_scale, "w_s"),
+             numpy_helper.from_array(np.zeros(c, np.int8), "w_zp"),
+             numpy_helper.from_array(np.array(0.05, np.float32), "a_s"),
+             numpy_helper.from_array(np.array(128, np.uint8), "a_zp"),
+             numpy_helper.from_array((bias / (w_scale * 0.05)).astype(np.int32), "b_q"),
+             numpy_helper.from_array((w_scale * 0.05).astype(np.float32), "b_s"),
+             numpy_helper.from_array(np.zeros(c, np.int32), "b_zp")]
+    nodes = [helper.make_node("DequantizeLinear", ["w_q", "w_s", "w_zp"], ["wd"], axis=0),
+             helper.make_node("DequantizeLinear", ["b_q", "b_s", "b_zp"], ["bd"], axis=0)]
+    value = "x"
+    for i in range(depth):
+        nodes += [helper.make_node("QuantizeLinear", [value, "a_s", "a_zp"], [f"q{i}"]),
+                  helper.make_node("DequantizeLinear", [f"q{i}", "a_s", "a_zp"], [f"d{i}"]),
+                  helper.make_node("Conv", [f"d{i}", "wd", "bd"], [f"c{i}"], pads=pads)]
+        value = f"c{i}"
+    nodes += [helper.make_node("QuantizeLinear", [value, "a_s", "a_zp"], ["yq"]),
+              helper.make_node("DequantizeLinear", ["yq", "a_s", "a_zp"], ["y"])]
+    return nodes, inits
+
+
 def ceiling_model(path: str | Path, variant: str = "fp32") -> Path:
     """Write a chain of ``depth`` convolutions as an ONNX model (x (1, C, H, W) -> y) for a variant.
 
@@ -151,25 +179,7 @@ def ceiling_model(path: str | Path, variant: str = "fp32") -> Path:
         nodes += [helper.make_node("Conv", [names[i], "w", "b"], [names[i + 1]], pads=pads) for i in range(depth)]
         nodes += [helper.make_node("Cast", ["y16"], ["y"], to=TensorProto.FLOAT)]
     elif variant == "int8":
-        w_scale = (np.abs(weight).reshape(c, -1).max(axis=1) / 127).astype(np.float32)
-        w_q = np.clip(np.round(weight / w_scale[:, None, None, None]), -127, 127).astype(np.int8)
-        inits += [numpy_helper.from_array(w_q, "w_q"), numpy_helper.from_array(w_scale, "w_s"),
-                  numpy_helper.from_array(np.zeros(c, np.int8), "w_zp"),
-                  numpy_helper.from_array(np.array(0.05, np.float32), "a_s"),
-                  numpy_helper.from_array(np.array(128, np.uint8), "a_zp"),
-                  numpy_helper.from_array((bias / (w_scale * 0.05)).astype(np.int32), "b_q"),
-                  numpy_helper.from_array((w_scale * 0.05).astype(np.float32), "b_s"),
-                  numpy_helper.from_array(np.zeros(c, np.int32), "b_zp")]
-        nodes += [helper.make_node("DequantizeLinear", ["w_q", "w_s", "w_zp"], ["wd"], axis=0),
-                  helper.make_node("DequantizeLinear", ["b_q", "b_s", "b_zp"], ["bd"], axis=0)]
-        value = "x"
-        for i in range(depth):
-            nodes += [helper.make_node("QuantizeLinear", [value, "a_s", "a_zp"], [f"q{i}"]),
-                      helper.make_node("DequantizeLinear", [f"q{i}", "a_s", "a_zp"], [f"d{i}"]),
-                      helper.make_node("Conv", [f"d{i}", "wd", "bd"], [f"c{i}"], pads=pads)]
-            value = f"c{i}"
-        nodes += [helper.make_node("QuantizeLinear", [value, "a_s", "a_zp"], ["yq"]),
-                  helper.make_node("DequantizeLinear", ["yq", "a_s", "a_zp"], ["y"])]
+        nodes, inits = _int8_conv_chain(weight, bias, depth, pads)
     else:
         raise MSPNError(f"no ceiling model for variant {variant!r}")
     graph = helper.make_graph(nodes, f"ceiling_{variant}", [x], [y], inits)

@@ -283,8 +283,9 @@ def _compare(plan: Plan, entries: list, outputs: dict, reference, log) -> None:
         ceiling = entry.get("ceiling", {})
         if rollout_flops:
             achieved = plan.options.batch * rollout_flops / (entry["rollout"]["p50"] / 1e3) / 1e9
+            fraction = achieved / ceiling["gflops"] if ceiling.get("gflops") else None
             entry["efficiency"] = {"gflops": achieved, "ceiling_gflops": ceiling.get("gflops"),
-                                   "fraction_of_ceiling": achieved / ceiling["gflops"] if ceiling.get("gflops") else None,
+                                   "fraction_of_ceiling": fraction,
                                    "flops_per_rollout": rollout_flops, "flops_per_step": rollout_flops / graph_steps}
     plan.flops = flops
     if predictor is not None:

@@ -55,61 +55,77 @@ def _peak_rss_mb() -> float:
 
 
 def measure(spec: dict) -> tuple[dict, dict]:
-    from mspn.bench.engines import open_predictor
-
+    """Everything one (backend, variant) is measured for, in this process: cold start, rollout
+    latency, parity outputs, streaming, the convolution ceiling, the profile, peak memory."""
     backend, variant, threads = spec["backend"], spec["variant"], int(spec["threads"])
     with np.load(spec["inputs"]) as data:
         latency_input = np.ascontiguousarray(data["latency"], np.float32)
         parity_input = np.ascontiguousarray(data["parity"], np.float32)
     result: dict = {"backend": backend, "variant": variant, "threads": threads,
                     "rss_before_import_mb": _peak_rss_mb()}
-
-    t = time.perf_counter()
-    importlib.import_module({"torch": "torch", "onnxruntime": "onnxruntime", "openvino": "openvino",
-                             "tensorrt": "tensorrt"}[backend])
-    result["import_s"] = time.perf_counter() - t
-
-    # Cold start: load (parse, optimise, compile) and the first prediction.
-    t = time.perf_counter()
-    predictor = open_predictor(spec["model"], backend, variant, threads, ckpt=spec.get("ckpt"))
-    result["load_s"] = time.perf_counter() - t
-    first = predictor.predict(latency_input)
-    result["cold_start_s"] = time.perf_counter() - t
-    result["first_prediction_s"] = result["cold_start_s"] - result["load_s"]
-
+    predictor, first = _cold_start(spec, latency_input, result)
     for _ in range(int(spec["warmup"])):
         predictor.predict(latency_input)
     # The ceiling is measured before and after the model and the faster kept: the machine's speed
     # drifts, and the ceiling is the best this backend reached in this process.
     ceilings = [measure_ceiling(backend, variant, threads, float(spec["max_seconds"]) / 8)]
-    samples = _timed_runs(lambda: predictor.predict(latency_input), int(spec["runs"]),
-                          float(spec["max_seconds"]))
+    samples = _timed_runs(lambda: predictor.predict(latency_input), int(spec["runs"]), float(spec["max_seconds"]))
     result["rollout"] = summarize(samples)
-    batch, horizon = latency_input.shape[0], first.shape[1]
-    result["throughput_fps"] = batch * horizon / float(np.median(samples))
-
+    result["throughput_fps"] = latency_input.shape[0] * first.shape[1] / float(np.median(samples))
     chunk = int(spec["batch"])
     if np.array_equal(parity_input, latency_input):
         parity_out = first.astype(np.float32)  # the same frames: the cold run's output serves
     else:
         outputs = [predictor.predict(parity_input[i:i + chunk]) for i in range(0, len(parity_input), chunk)]
         parity_out = np.concatenate(outputs).astype(np.float32)
+    result["stream"] = _streaming(predictor, latency_input, first, samples, spec)
+    predictor.close()
+    ceilings.append(measure_ceiling(backend, variant, threads, float(spec["max_seconds"]) / 8))
+    measured = [c for c in ceilings if c["status"] == "ok"]
+    result["ceiling"] = (dict(max(measured, key=lambda c: c["gflops"]),
+                              gflops_measured=[c["gflops"] for c in measured]) if measured else ceilings[0])
+    if spec.get("profile"):
+        result["profile"] = profile(spec, latency_input)
+    result["peak_rss_mb"] = _peak_rss_mb()
+    return result, {"parity": parity_out}
 
-    # Streaming through a StreamSession: push the context frames one by one, then closed-loop
-    # steps (rollout(1) each). Each session is paired with a whole-rollout call just before it,
-    # so the per-frame cost is compared with a rollout timed at the same machine speed (a noisy
-    # VM drifts by 10-30% between the latency runs above and these).
-    graph_steps = latency_input.shape[1] + horizon - 1  # steps the rollout graph runs
+
+def _cold_start(spec: dict, frames: np.ndarray, result: dict):
+    """Import the backend, load the folder (parse, optimise, compile) and predict once, timed
+    into result; returns the predictor and its first output."""
+    from mspn.bench.engines import open_predictor
+
+    backend = spec["backend"]
+    t = time.perf_counter()
+    importlib.import_module({"torch": "torch", "onnxruntime": "onnxruntime", "openvino": "openvino",
+                             "tensorrt": "tensorrt"}[backend])
+    result["import_s"] = time.perf_counter() - t
+    t = time.perf_counter()
+    predictor = open_predictor(spec["model"], backend, spec["variant"], int(spec["threads"]), ckpt=spec.get("ckpt"))
+    result["load_s"] = time.perf_counter() - t
+    first = predictor.predict(frames)
+    result["cold_start_s"] = time.perf_counter() - t
+    result["first_prediction_s"] = result["cold_start_s"] - result["load_s"]
+    return predictor, first
+
+
+def _streaming(predictor, frames: np.ndarray, first: np.ndarray, rollout_samples: list, spec: dict) -> dict:
+    """Streaming through a StreamSession: push the context frames one by one, then closed-loop
+    steps (rollout(1) each). Each session is paired with a whole-rollout call just before it, so
+    the per-frame cost is compared with a rollout timed at the same machine speed (a noisy VM
+    drifts by 10-30% between the latency runs and these)."""
+    context, horizon = frames.shape[1], first.shape[1]
+    graph_steps = context + horizon - 1  # steps the rollout graph runs
     push_s, step_s, streamed, paired = [], [], None, []
     session = predictor.stream()
     stream_start = time.perf_counter()
     for rep in range(max(int(spec["stream_runs"]), 1)):
         t = time.perf_counter()
-        predictor.predict(latency_input)
+        predictor.predict(frames)
         paired_rollout = time.perf_counter() - t
         session.reset()
-        for t_ in range(latency_input.shape[1]):
-            frame = np.ascontiguousarray(latency_input[:, t_])
+        for t_ in range(context):
+            frame = np.ascontiguousarray(frames[:, t_])
             t = time.perf_counter()
             session.push(frame)
             push_s.append(time.perf_counter() - t)
@@ -120,34 +136,21 @@ def measure(spec: dict) -> tuple[dict, dict]:
             step_s.append(time.perf_counter() - t)
         if streamed is None:
             streamed = np.stack(emitted, axis=1)
-        session_mean = ((sum(push_s[-latency_input.shape[1]:]) + sum(step_s[-horizon:]))
-                        / (latency_input.shape[1] + horizon))
+        session_mean = (sum(push_s[-context:]) + sum(step_s[-horizon:])) / (context + horizon)
         paired.append(session_mean / (paired_rollout / graph_steps) - 1.0)
         if rep + 1 >= 2 and time.perf_counter() - stream_start > float(spec["max_seconds"]):
             break
-    per_step = np.asarray(push_s + step_s)
-    rollout_per_step = float(np.mean(samples)) / graph_steps
-    result["stream"] = {
-        "push": summarize(push_s), "closed_step": summarize(step_s), "all_steps": summarize(per_step),
+    session.close()
+    return {
+        "push": summarize(push_s), "closed_step": summarize(step_s), "all_steps": summarize(push_s + step_s),
         "repetitions": rep + 1,
-        "rollout_mean_per_step_ms": rollout_per_step * 1e3,
+        "rollout_mean_per_step_ms": float(np.mean(rollout_samples)) / graph_steps * 1e3,
         # > 0: a streamed frame costs more than its share of a whole-rollout call; the median over
         # sessions of (session's mean cost per call) / (paired rollout / graph steps) - 1
         "overhead_vs_rollout": float(np.median(paired)),
         "overhead_pairs": [float(v) for v in paired],
         "vs_rollout_max_abs": float(np.abs(streamed - first).max()),
     }
-    session.close()
-    predictor.close()
-
-    ceilings.append(measure_ceiling(backend, variant, threads, float(spec["max_seconds"]) / 8))
-    measured = [c for c in ceilings if c["status"] == "ok"]
-    result["ceiling"] = (dict(max(measured, key=lambda c: c["gflops"]),
-                              gflops_measured=[c["gflops"] for c in measured]) if measured else ceilings[0])
-    if spec.get("profile"):
-        result["profile"] = profile(spec, latency_input)
-    result["peak_rss_mb"] = _peak_rss_mb()
-    return result, {"parity": parity_out}
 
 
 def measure_ceiling(backend: str, variant: str, threads: int, max_seconds: float) -> dict:

@@ -24,10 +24,18 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from mspn.errors import MSPNError
-from mspn.data.frames import (assign_split, check_disjoint, check_interpolation, check_size, require_dir,
-                              resize, resize_note, to_chw)
+from mspn.data.frames import (
+    assign_split,
+    check_disjoint,
+    check_interpolation,
+    check_size,
+    require_dir,
+    resize,
+    resize_note,
+    to_chw,
+)
 from mspn.data.video import DatasetWriter
+from mspn.errors import MSPNError
 
 SEQ_MAGIC = 0xFEED
 SEQ_NAME = "Norpix seq"

@@ -7,8 +7,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from mspn.errors import MSPNError
 from mspn.data.video import load_video, video_files
+from mspn.errors import MSPNError
 
 
 class ClipDataset(Dataset):

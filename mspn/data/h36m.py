@@ -15,8 +15,17 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from mspn.data.frames import (assign_split, check_disjoint, check_interpolation, check_size, read_video,
-                              require_dir, resize, resize_note, to_chw)
+from mspn.data.frames import (
+    assign_split,
+    check_disjoint,
+    check_interpolation,
+    check_size,
+    read_video,
+    require_dir,
+    resize,
+    resize_note,
+    to_chw,
+)
 from mspn.data.video import DatasetWriter
 from mspn.errors import MSPNError
 

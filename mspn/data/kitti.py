@@ -21,10 +21,18 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from mspn.errors import MSPNError
-from mspn.data.frames import (centre_crop, check_disjoint, check_interpolation, check_size, require_dir,
-                              resize, resize_note, to_chw)
+from mspn.data.frames import (
+    centre_crop,
+    check_disjoint,
+    check_interpolation,
+    check_size,
+    require_dir,
+    resize,
+    resize_note,
+    to_chw,
+)
 from mspn.data.video import DatasetWriter
+from mspn.errors import MSPNError
 
 ROAD_DRIVES = ("2011_09_26_drive_0015", "2011_09_26_drive_0027", "2011_09_26_drive_0028",
                "2011_09_26_drive_0029", "2011_09_26_drive_0032", "2011_09_26_drive_0052",

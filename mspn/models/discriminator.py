@@ -76,7 +76,7 @@ class FrameDiscriminator(nn.Module):
         self.frame_size = (int(frame_size[0]), int(frame_size[1]))
         self.kernel = disc_kernel(self.frame_size, self.channels)
         self.stem = nn.Conv2d(frame_channels, channels[0], 7, padding=3)
-        self.blocks = nn.ModuleList(ResBlockBN(a, b) for a, b in zip(channels[:-1], channels[1:]))
+        self.blocks = nn.ModuleList(ResBlockBN(a, b) for a, b in zip(channels[:-1], channels[1:], strict=True))
         self.head = nn.Conv2d(channels[-1], HEAD_CHANNELS, self.kernel)
         self.fc1 = nn.Linear(HEAD_CHANNELS, HIDDEN)
         self.fc2 = nn.Linear(HIDDEN, 1)

@@ -63,7 +63,7 @@ def map_reference_state(state: dict, config: ModelConfig) -> dict:
 
     if state and all(k.startswith("module.") for k in state):  # saved from nn.DataParallel
         state = {k[len("module."):]: v for k, v in state.items()}
-    cells = {reference_cell_name(l, config.levels): l for l in range(config.levels)}
+    cells = {reference_cell_name(level, config.levels): level for level in range(config.levels)}
     mapped, unexpected = {}, []
     for key, tensor in state.items():
         cell, _, rest = key.partition(".")
@@ -80,7 +80,8 @@ def map_reference_state(state: dict, config: ModelConfig) -> dict:
             mapped[f"levels.{level}.{ours}"] = tensor
     problem = describe_mismatch(MSPN(config).state_dict(), mapped)
     if unexpected or problem:
-        parts = ([f"unexpected keys: {', '.join(sorted(unexpected))}"] if unexpected else []) + ([problem] if problem else [])
+        parts = (([f"unexpected keys: {', '.join(sorted(unexpected))}"] if unexpected else [])
+                 + ([problem] if problem else []))
         raise MSPNError("reference checkpoint does not match this config (" + "; ".join(parts) + ")")
     return mapped
 

@@ -25,7 +25,7 @@ from mspn.checkpoint import load_checkpoint, load_raw, load_weights
 from mspn.errors import MSPNError
 from mspn.models.discriminator import JudgeApart, build_discriminator, map_reference_discriminator_state
 from mspn.train import distributed as dist_utils
-from mspn.train.alternation import D, Alternation
+from mspn.train.alternation import Alternation, D
 from mspn.train.loop import Stage, wrap_ddp
 from mspn.train.losses import frames_for_discriminator, lsgan_d_loss, lsgan_g_loss, pixel_loss
 
@@ -43,7 +43,7 @@ def frozen(module: torch.nn.Module):
         yield module
     finally:
         module.train(was_training)
-        for p, flag in zip(module.parameters(), flags):
+        for p, flag in zip(module.parameters(), flags, strict=True):
             p.requires_grad_(flag)
 
 

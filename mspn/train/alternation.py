@@ -39,7 +39,7 @@ class Alternation:
         self.real: deque[float] = deque((float(v) for v in real or ()), maxlen=window)
 
     @classmethod
-    def for_video(cls, window: int = 3) -> "Alternation":
+    def for_video(cls, window: int = 3) -> Alternation:
         """The authors' state at the start of a video: D phase, both windows holding one 0."""
         return cls(window, D, [0.0], [0.0])
 
@@ -71,5 +71,5 @@ class Alternation:
                 "real": list(self.real)}
 
     @classmethod
-    def from_state(cls, state: dict) -> "Alternation":
+    def from_state(cls, state: dict) -> Alternation:
         return cls(int(state["window"]), str(state["phase"]), list(state["fake"]), list(state["real"]))

@@ -184,7 +184,7 @@ class Stage:
         raise MSPNError(f"--init is for the adversarial stage (add --adv); the {self.name} stage "
                         f"starts from scratch")
 
-    def train_step(self, clip: torch.Tensor, ctx: "Trainer") -> dict | None:
+    def train_step(self, clip: torch.Tensor, ctx: Trainer) -> dict | None:
         """Train on one batch (B, T, C, H, W); the step's log values, or None if it was skipped."""
         raise NotImplementedError
 
@@ -477,24 +477,41 @@ class Trainer:
                 self.tb.close()
             dist_utils.cleanup(self.env)
 
+    def _announce(self) -> None:
+        """Rank 0, before the first step: the baselines, run.json and what this run will do."""
+        env = self.env
+        self.baselines = self.baseline_means()
+        atomic_write_json(self.out / "run.json", {
+            "stage": self.stage.name, "config": self.config.to_dict(), "frame_size": list(self.frame_size),
+            "world_size": env.world_size, "device": str(env.device), "selection": self.score_name,
+            "selection_slack": self.stage.slack, "selection_rule": SELECTION_RULE,
+            "lpips": self.lpips_status,
+            "train_clips": len(self.train_set), "val_clips": len(self.val_set),
+            "total_steps": self.total_steps})
+        tqdm.write(f"[{self.stage.name}] {len(self.train_set)} train clips, {env.world_size} process(es) "
+                   f"on {env.device}; {self.total_steps} steps; best.pt chosen by {self.score_name}")
+        if self.lpips is None:
+            tqdm.write(f"[{self.stage.name}] LPIPS skipped: {self.lpips_status.get('reason')}")
+
+    def _log_step(self, logs: dict, losses: list, bar) -> None:
+        """One trained step's values: the epoch's loss list, steps.csv and TensorBoard, the bar."""
+        p = self.progress
+        main_loss = logs.get("loss", logs.get("g_loss", logs.get("d_loss")))
+        if main_loss is not None:
+            losses.append(float(main_loss))
+        if self.env.is_main:
+            self.step_log.write({"stage": self.stage.name, "epoch": p.epoch, "step": p.step, **logs})
+            self.tb.scalars(f"train/{self.stage.name}", {k: v for k, v in logs.items() if k != "phase"}, p.step)
+        bar.set_postfix({k: (f"{v:.4g}" if isinstance(v, float) else v) for k, v in logs.items() if v is not None},
+                        refresh=False)
+
     def _run(self) -> dict:
         config, env, p = self.config, self.env, self.progress
         self.t0 = time.time()
         self.score_name = selection_score({"psnr": 0, "ssim": 0, **({"lpips": 0} if self.lpips else {})},
                                           self.stage.selection)[1]
         if env.is_main:
-            self.baselines = self.baseline_means()
-            atomic_write_json(self.out / "run.json", {
-                "stage": self.stage.name, "config": config.to_dict(), "frame_size": list(self.frame_size),
-                "world_size": env.world_size, "device": str(env.device), "selection": self.score_name,
-                "selection_slack": self.stage.slack, "selection_rule": SELECTION_RULE,
-                "lpips": self.lpips_status,
-                "train_clips": len(self.train_set), "val_clips": len(self.val_set),
-                "total_steps": self.total_steps})
-            tqdm.write(f"[{self.stage.name}] {len(self.train_set)} train clips, {env.world_size} process(es) "
-                       f"on {env.device}; {self.total_steps} steps; best.pt chosen by {self.score_name}")
-            if self.lpips is None:
-                tqdm.write(f"[{self.stage.name}] LPIPS skipped: {self.lpips_status.get('reason')}")
+            self._announce()
         if p.step == 0 and not self.resume:
             self.validate_and_select(None, eligible=False)   # the start (for --adv: the pixel checkpoint)
         bar = tqdm(total=self.total_steps, initial=p.step, desc=self.stage.name, disable=not env.is_main,
@@ -503,7 +520,7 @@ class Trainer:
         while p.step < self.total_steps and p.epoch < self.stage.epochs:
             batches, starts = (part[p.batch_in_epoch:] for part in self._epoch_batches(p.epoch))
             loader = DataLoader(self.train_set, batch_sampler=batches, num_workers=config.train.num_workers)
-            for clip, new_video in zip(loader, starts):
+            for clip, new_video in zip(loader, starts, strict=True):
                 if new_video:
                     self.stage.start_video()
                 logs = self.stage.train_step(clip.to(env.device, non_blocking=True), self)
@@ -511,15 +528,7 @@ class Trainer:
                 p.batch_in_epoch += 1
                 bar.update(1)
                 if logs is not None:
-                    main_loss = logs.get("loss", logs.get("g_loss", logs.get("d_loss")))
-                    if main_loss is not None:
-                        losses.append(float(main_loss))
-                    if env.is_main:
-                        self.step_log.write({"stage": self.stage.name, "epoch": p.epoch, "step": p.step, **logs})
-                        self.tb.scalars(f"train/{self.stage.name}",
-                                        {k: v for k, v in logs.items() if k != "phase"}, p.step)
-                    bar.set_postfix({k: (f"{v:.4g}" if isinstance(v, float) else v)
-                                     for k, v in logs.items() if v is not None}, refresh=False)
+                    self._log_step(logs, losses, bar)
                 if p.step % config.train.checkpoint_every == 0:
                     self.save_last()
                 if p.step >= self.total_steps:

@@ -37,6 +37,7 @@ def run_train(options: TrainOptions) -> int:
     config = load_config(options.config, overrides)
     result = train(config, options.data, options.out, resume=options.resume, init=options.init)
     print(f"done: {result['step']} steps, {result['epoch']} epochs"
-          f"{', ' + str(result['nan_skipped']) + ' batches skipped (non-finite loss)' if result['nan_skipped'] else ''}; "
+          f"{', ' + str(result['nan_skipped']) + ' batches skipped (non-finite loss)' if result['nan_skipped'] else ''}"
+          "; "
           f"{result['last']}, {result['best']}")
     return 0

@@ -10,7 +10,7 @@ import csv
 import math
 from pathlib import Path
 
-from mspn.fileio import atomic_write_text
+from mspn.fileio import atomic_write_figure, atomic_write_text
 
 
 class CSVLog:
@@ -85,37 +85,30 @@ class TensorBoard:
 def plot_val_curve(log_path: str | Path, out: str | Path, title: str) -> None:
     """Validation PSNR and SSIM per evaluation (log.csv) against the copy-last and blank-frame
     baselines, the evaluations written to best.pt marked; a PNG written atomically."""
-    import io
-
     import matplotlib
     matplotlib.use("Agg")  # no display: files only
     import matplotlib.pyplot as plt
-
-    from mspn.fileio import atomic_path
 
     rows = [r for r in read_csv(log_path) if r.get("val_psnr")]
     if not rows:
         return
     steps = [float(r["step"]) for r in rows]
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
-    for ax, metric in zip(axes, ("psnr", "ssim")):
+    for ax, metric in zip(axes, ("psnr", "ssim"), strict=True):
         ax.plot(steps, [_number(r[f"val_{metric}"]) for r in rows], "o-", label="model (val)", markersize=3)
         for prefix, label in (("copy", "copy-last"), ("blank", "blank frame")):
             ax.plot(steps, [_number(r.get(f"{prefix}_{metric}")) for r in rows], "--", label=label)
-        best = [(s, _number(r[f"val_{metric}"])) for s, r in zip(steps, rows) if r.get("best") == "1"]
+        best = [(s, _number(r[f"val_{metric}"])) for s, r in zip(steps, rows, strict=True) if r.get("best") == "1"]
         if best:
-            ax.plot(*zip(*best), "*", color="gold", markeredgecolor="black", markersize=10, label="best.pt")
+            ax.plot(*zip(*best, strict=True), "*", color="gold", markeredgecolor="black", markersize=10,
+                    label="best.pt")
         ax.set_title(f"val {metric.upper()}")
         ax.set_xlabel("step")
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=8)
     fig.suptitle(title)
     fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=100)
-    plt.close(fig)
-    with atomic_path(out) as tmp:
-        tmp.write_bytes(buffer.getvalue())
+    atomic_write_figure(fig, out)
 
 
 def _number(text) -> float:

@@ -22,9 +22,8 @@ FAST = dict(runs=2, warmup=0, stream_runs=1, max_seconds=0.5, clips=2)
 def micro(tmp_path_factory) -> dict:
     """A micro checkpoint (random weights whose predictions move) and its folder from the real
     exporter (TorchScript, fp32 only, dynamic batch 1..2)."""
-    from tests.runtime.runtime_ckpt import make_checkpoint
-
     from mspn.export.pipeline import ExportOptions, export_model
+    from tests.runtime.runtime_ckpt import make_checkpoint
 
     root = tmp_path_factory.mktemp("bench")
     ckpt = make_checkpoint(root / "micro.pt", "micro")
@@ -85,8 +84,6 @@ def test_ratios_are_paired_against_torch(report):
 
 
 def test_parity_is_finite_and_within_tolerance(report):
-    torch_entry = _entry(report, "torch", "fp32")
-    assert torch_entry["parity"]["max_abs"] == 0.0  # the worker's eager run == the reference
     for backend in ("onnxruntime", "openvino"):
         e = _entry(report, backend, "fp32")
         par = e["parity"]
@@ -185,7 +182,6 @@ def test_flops_of_step_graph_match_the_torch_modules(micro):
     import torch
 
     from mspn.checkpoint import load_checkpoint
-    from mspn.models.mspn import MSPN
 
     checkpoint = load_checkpoint(micro["ckpt"])
     model = checkpoint.build_model()
@@ -198,7 +194,6 @@ def test_flops_of_step_graph_match_the_torch_modules(micro):
             module.register_forward_hook(hook)
     with torch.no_grad():
         model.predict_levels(model.init_state(1, 16, 16, torch.zeros(())))
-    assert isinstance(model, MSPN)
     assert count_flops(micro["model"] / "step.onnx")["flops"] == 2 * sum(macs)
 
 

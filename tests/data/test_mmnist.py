@@ -6,8 +6,7 @@ import struct
 import numpy as np
 import pytest
 
-from mspn.data.mmnist import (BUNDLED_DIGITS, bouncing_digits, digit_pools, generate_mmnist, read_digits,
-                              trajectory)
+from mspn.data.mmnist import BUNDLED_DIGITS, bouncing_digits, digit_pools, generate_mmnist, read_digits, trajectory
 from mspn.errors import MSPNError
 
 

@@ -164,12 +164,12 @@ def test_manifest_hashes_and_contract(ts_folder):
     assert manifest["batch"] == {"dynamic": True, "min": 1, "opt": 1, "max": 8}
     assert manifest["opset"] == 18 and manifest["versions"]["onnxruntime"]
     # Every graph's recorded signature is the file's real one.
-    for graph, variants in manifest["graphs"].items():
+    for _graph, variants in manifest["graphs"].items():
         for entry in variants.values():
             model = onnx.load(ts_folder / entry["file"])
             assert [i.name for i in model.graph.input] == [i["name"] for i in entry["inputs"]]
             assert [o.name for o in model.graph.output] == [o["name"] for o in entry["outputs"]]
-            for value, spec in zip(model.graph.input, entry["inputs"]):
+            for value, spec in zip(model.graph.input, entry["inputs"], strict=True):
                 dims = [d.dim_param or d.dim_value for d in value.type.tensor_type.shape.dim]
                 assert dims == spec["shape"] and spec["dtype"] == "float32"
             opset = {o.domain: o.version for o in model.opset_import}[""]
@@ -317,3 +317,57 @@ def test_onnxruntime_tensorrt_provider_gets_the_tensorrt_ready_int8_graph(ts_fol
     for provider, variant in (("cpu", "int8"), ("tensorrt", "fp32")):
         runner = make_runner("onnxruntime", manifest, "step", variant, provider=provider)
         assert runner.model_source() == str(ts_folder / f"step{'' if variant == 'fp32' else '.int8'}.onnx")
+
+
+# --- the command line, and --force ----------------------------------------------------------------
+
+def test_cli_export_then_eval_run(ckpt, dataset, tmp_path, capsys):
+    out = tmp_path / "model"
+    assert main(["export", "--ckpt", str(ckpt), "--out", str(out), "--context", str(CONTEXT),
+                 "--horizon", str(HORIZON), "--exporter", "torchscript", "--max-batch", "2"]) == 0
+    printed = capsys.readouterr().out
+    assert f"wrote {out} (torchscript exporter; fp32 worst max abs" in printed
+    assert _manifest(out)["context"] == CONTEXT and (out / "rollout.onnx").is_file()
+    report = tmp_path / "eval" / "report.json"
+    assert main(["eval", "--ckpt", str(ckpt), "--data", str(dataset), "--context", str(CONTEXT),
+                 "--horizon", str(HORIZON), "--report", str(report)]) == 0
+    assert json.loads(report.read_text())["horizon"] == HORIZON
+    assert "psnr: beats" in capsys.readouterr().out
+
+
+# Run in a subprocess: export into OUT with --force, and die (os._exit, as a kill would) at the
+# named moment of the replacement.
+_KILLED_EXPORT = """
+import os, sys
+from mspn.export import pipeline
+from mspn.export.pipeline import ExportOptions, export_model
+ckpt, out, moment = sys.argv[1:]
+exchange = pipeline._exchange
+def die_before(a, b):
+    os._exit(9)
+def die_after(a, b):
+    done = exchange(a, b)
+    os._exit(9 if done else 8)
+pipeline._exchange = {"before": die_before, "after": die_after}[moment]
+export_model(ExportOptions(ckpt=ckpt, out=out, context=2, horizon=3, exporter="torchscript",
+                           seed=7, force=True, progress=False))
+"""
+
+
+@pytest.mark.parametrize("moment, survivor", [("before", "old"), ("after", "new")])
+def test_force_replacement_killed_leaves_old_or_new_folder(ckpt, tmp_path, subprocess_env, moment, survivor):
+    from mspn.runtime.manifest import Manifest
+
+    out = tmp_path / "model"
+    export_model(ExportOptions(ckpt=str(ckpt), out=str(out), context=CONTEXT, horizon=HORIZON,
+                               exporter="torchscript", seed=1, progress=False))
+    old_seed = _manifest(out)["verification"]["inputs"]["random"]["seed"]
+    done = subprocess.run([sys.executable, "-c", _KILLED_EXPORT, str(ckpt), str(out), moment],
+                          env=subprocess_env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 9, done.stderr[-2000:]  # 8: this file system cannot swap folders
+    seed = _manifest(out)["verification"]["inputs"]["random"]["seed"]
+    assert seed == (old_seed if survivor == "old" else 7)
+    manifest = Manifest.load(out)
+    for name in manifest.files:  # every file present and matching its hash: one whole folder
+        manifest.verified_path(name)
+    assert sorted(p.name for p in out.iterdir()) == sorted([*manifest.files, "manifest.json"])

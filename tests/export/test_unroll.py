@@ -73,7 +73,7 @@ def test_unrolled_rollout_stores_each_weight_once(folders):
 
 
 def _identity_piece(inputs: list[str], outputs: list[str], op: str = "Identity") -> onnx.ModelProto:
-    nodes = [helper.make_node(op, [i], [o]) for i, o in zip(inputs[-len(outputs):], outputs)]
+    nodes = [helper.make_node(op, [i], [o]) for i, o in zip(inputs[-len(outputs):], outputs, strict=True)]
     values = lambda names: [helper.make_tensor_value_info(n, TensorProto.FLOAT, None) for n in names]  # noqa: E731
     return helper.make_model(helper.make_graph(nodes, "piece", values(inputs), values(outputs)))
 
@@ -105,11 +105,11 @@ def test_unrolled_pieces_run_in_onnxruntime():
     names = ["h_0", "c_0", "pred_0"]
     outs = [n + "_out" for n in names]
     values = lambda ns: [helper.make_tensor_value_info(n, TensorProto.FLOAT, None) for n in ns]  # noqa: E731
-    open_nodes = [helper.make_node("Add", [n, "frame"], [o]) for n, o in zip(names, outs)]
+    open_nodes = [helper.make_node("Add", [n, "frame"], [o]) for n, o in zip(names, outs, strict=True)]
     open_piece = helper.make_model(helper.make_graph(open_nodes, "open", values(["frame"] + names), values(outs)),
                                    opset_imports=[helper.make_opsetid("", 18)])
     two = helper.make_tensor("two", TensorProto.FLOAT, [], [2.0])
-    closed_nodes = [helper.make_node("Mul", [n, "two"], [o]) for n, o in zip(names, outs)]
+    closed_nodes = [helper.make_node("Mul", [n, "two"], [o]) for n, o in zip(names, outs, strict=True)]
     closed_piece = helper.make_model(helper.make_graph(closed_nodes, "closed", values(names), values(outs),
                                                        initializer=[two]),
                                      opset_imports=[helper.make_opsetid("", 18)])

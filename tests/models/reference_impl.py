@@ -29,9 +29,11 @@ class RefEnDecoder(nn.Module):
         self.in_conv = nn.Sequential(nn.Conv2d(cin, channels[0], 5, 1, 2), nn.LeakyReLU())
         for k in range(self.depth):
             setattr(self, f"encoder{k}", nn.Sequential(
-                RefResBlock(channels[k], channels[k + 1]), nn.MaxPool2d(2), RefResBlock(channels[k + 1], channels[k + 1])))
+                RefResBlock(channels[k], channels[k + 1]), nn.MaxPool2d(2),
+                RefResBlock(channels[k + 1], channels[k + 1])))
         if higher:
-            self.Merge_Hidden = nn.Sequential(nn.Conv2d(channels[-1] + higher, channels[-1], 3, 1, 1, bias=False), nn.LeakyReLU())
+            self.Merge_Hidden = nn.Sequential(nn.Conv2d(channels[-1] + higher, channels[-1], 3, 1, 1, bias=False),
+                                              nn.LeakyReLU())
         r = channels[::-1]
         for k in range(self.depth):
             setattr(self, f"upsample{k}", nn.Sequential(
@@ -78,35 +80,36 @@ class MSPNet(nn.Module):
         self.layers, self.c, self.hid = layers, in_ch, hidden_dim
         n = len(channels)
         self.EHcell = RefCell(3 * in_ch, hidden_dim, channels, channels[n - 2], in_ch)
-        for l in range(1, layers - 1):
-            setattr(self, f"ELHcell{l}", RefCell(5 * in_ch, hidden_dim, channels[: n - l], channels[n - l - 2], in_ch))
+        for lv in range(1, layers - 1):
+            setattr(self, f"ELHcell{lv}",
+                    RefCell(5 * in_ch, hidden_dim, channels[: n - lv], channels[n - lv - 2], in_ch))
         self.ELcell = RefCell(4 * in_ch, hidden_dim, channels[: n - layers + 1], 0, in_ch)
 
-    def cell(self, l):
-        if l == 0:
+    def cell(self, lv):
+        if lv == 0:
             return self.EHcell
-        return self.ELcell if l == self.layers - 1 else getattr(self, f"ELHcell{l}")
+        return self.ELcell if lv == self.layers - 1 else getattr(self, f"ELHcell{lv}")
 
     def forward(self, frames, pred_steps):
         """frames: (B, T, C, H, W); the last pred_steps steps are closed loop. Returns P_0 per step."""
         B, T, C, H, W = frames.shape
         L = self.layers
-        E = [frames.new_zeros(B, 2 * C, H >> l, W >> l) for l in range(L)]
-        HC = [(frames.new_zeros(B, self.hid, H >> l, W >> l),) * 2 for l in range(L)]
+        E = [frames.new_zeros(B, 2 * C, H >> lv, W >> lv) for lv in range(L)]
+        HC = [(frames.new_zeros(B, self.hid, H >> lv, W >> lv),) * 2 for lv in range(L)]
         outputs = []
         for t in range(T):
             P = [None] * L
             feature = None
-            for l in reversed(range(L)):
-                parts = [E[l]]
-                if l > 0:
-                    parts.append(F.interpolate(E[l - 1], scale_factor=0.5, mode="nearest"))
-                if l < L - 1:
-                    parts.append(F.interpolate(P[l + 1], scale_factor=2, mode="bilinear", align_corners=True))
-                P[l], HC[l], feature = self.cell(l)(torch.cat(parts, 1), HC[l], feature)
+            for lv in reversed(range(L)):
+                parts = [E[lv]]
+                if lv > 0:
+                    parts.append(F.interpolate(E[lv - 1], scale_factor=0.5, mode="nearest"))
+                if lv < L - 1:
+                    parts.append(F.interpolate(P[lv + 1], scale_factor=2, mode="bilinear", align_corners=True))
+                P[lv], HC[lv], feature = self.cell(lv)(torch.cat(parts, 1), HC[lv], feature)
             target = P[0] if t >= T - pred_steps else frames[:, t]
-            for l in range(L):
-                tl = F.interpolate(target, scale_factor=1 / 2 ** l, mode="nearest") if l else target
-                E[l] = torch.cat((F.relu(tl - P[l]), F.relu(P[l] - tl)), 1)
+            for lv in range(L):
+                tl = F.interpolate(target, scale_factor=1 / 2 ** lv, mode="nearest") if lv else target
+                E[lv] = torch.cat((F.relu(tl - P[lv]), F.relu(P[lv] - tl)), 1)
             outputs.append(P[0])
         return torch.stack(outputs, 1)

@@ -1,10 +1,10 @@
 import pytest
 import torch
+from torch.nn import functional as F
 
 from mspn.config import ConfigError, ModelConfig, load_config
 from mspn.models.cell import EDLSTMCell
 from mspn.models.mspn import MSPN, downsample_nearest
-from torch.nn import functional as F
 
 
 @pytest.fixture(scope="module")

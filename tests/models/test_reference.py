@@ -8,8 +8,7 @@ from mspn.checkpoint import load_checkpoint
 from mspn.config import ModelConfig, load_config
 from mspn.errors import MSPNError
 from mspn.models.mspn import MSPN
-from mspn.models.reference import (import_reference_file, map_reference_state,
-                                   reference_generator_state)
+from mspn.models.reference import import_reference_file, map_reference_state, reference_generator_state
 from tests.models.reference_impl import MSPNet
 
 # Copies of ../shared/reference/keys-*.txt (the authors' state_dict layouts), kept in the
@@ -76,7 +75,8 @@ def test_unexpected_and_missing_keys_are_listed():
     state = MSPNet(config.channels, 2, 1, 4).state_dict()
     state["EHcell.bogus.weight"] = torch.zeros(1)
     del state["ELcell.out_conv.0.bias"]
-    with pytest.raises(MSPNError, match=r"unexpected keys: EHcell\.bogus\.weight.*missing keys: levels\.1\.predict\.bias"):
+    with pytest.raises(MSPNError, match=r"unexpected keys: EHcell\.bogus\.weight.*"
+                                        r"missing keys: levels\.1\.predict\.bias"):
         map_reference_state(state, config)
 
 

@@ -15,9 +15,8 @@ def tiny(tmp_path_factory) -> dict:
     The real exporter (TorchScript, the faster of its two; fp32 only, dynamic batch 1..8).
     Treat the folder as read-only; tests that alter files copy it first (``model_copy``).
     """
-    from tests.runtime.runtime_ckpt import make_checkpoint
-
     from mspn.export.pipeline import ExportOptions, export_model
+    from tests.runtime.runtime_ckpt import make_checkpoint
 
     root = tmp_path_factory.mktemp("tiny")
     ckpt = make_checkpoint(root / "tiny.pt", "tiny")

@@ -16,12 +16,13 @@ import pytest
 from mspn.errors import MSPNError
 from mspn.runtime import Manifest, Predictor
 
+HAS_CUDA_PYTHON = importlib.util.find_spec("cuda") is not None and importlib.util.find_spec("cuda.bindings") is not None
+
 
 def _cuda_devices() -> int:
-    try:
-        from cuda.bindings import runtime as cudart
-    except ImportError:
+    if not HAS_CUDA_PYTHON:
         return 0
+    from cuda.bindings import runtime as cudart
     err, count = cudart.cudaGetDeviceCount()
     return count if err == cudart.cudaError_t.cudaSuccess else 0
 
@@ -33,12 +34,23 @@ def _ort_cuda() -> bool:
 
 HAS_TRT = importlib.util.find_spec("tensorrt") is not None
 GPUS = _cuda_devices()
+DEVICE = ("an NVIDIA GPU (cuda-python cannot look for one without itself)" if not HAS_CUDA_PYTHON
+          else "an NVIDIA GPU (cudaGetDeviceCount found none)")
+
+
+def _missing(pieces: dict) -> str:
+    """'missing: A, B' naming every absent piece, so a GPU machine's run says what to install."""
+    return "missing: " + ", ".join(name for name, present in pieces.items() if not present)
+
+
+_TRT_PIECES = {"TensorRT (tensorrt >= 10, pip install 'mspn[gpu]')": HAS_TRT,
+               "cuda-python (pip install 'mspn[gpu]')": HAS_CUDA_PYTHON, DEVICE: GPUS > 0}
+_ORT_PIECES = {"onnxruntime-gpu with CUDAExecutionProvider (pip install 'mspn[gpu]', without onnxruntime)": _ort_cuda(),
+               "cuda-python (pip install 'mspn[gpu]')": HAS_CUDA_PYTHON, DEVICE: GPUS > 0}
 needs_trt = lambda f: pytest.mark.tensorrt(pytest.mark.gpu(_trt_skip(f)))  # noqa: E731
-_trt_skip = pytest.mark.skipif(not (HAS_TRT and GPUS), reason=(
-    "needs TensorRT and an NVIDIA GPU (tensorrt installed: %s, CUDA devices: %d)" % (HAS_TRT, GPUS)))
+_trt_skip = pytest.mark.skipif(not all(_TRT_PIECES.values()), reason=_missing(_TRT_PIECES))
 needs_ort_cuda = lambda f: pytest.mark.gpu(_ort_skip(f))  # noqa: E731
-_ort_skip = pytest.mark.skipif(not (_ort_cuda() and GPUS), reason=(
-    "needs onnxruntime-gpu with CUDAExecutionProvider and an NVIDIA GPU"))
+_ort_skip = pytest.mark.skipif(not all(_ORT_PIECES.values()), reason=_missing(_ORT_PIECES))
 
 
 def test_engine_for_another_gpu_or_tensorrt_is_refused(tiny):
@@ -114,9 +126,10 @@ def test_tampered_engine_refused(engine_folder, tmp_path, clips):
 @needs_ort_cuda
 def test_onnxruntime_cuda_iobinding_stream_matches_cpu(tiny, clips):
     with Predictor.load(tiny["model"], provider="cuda") as gpu, Predictor.load(tiny["model"]) as cpu:
-        assert gpu.step_runner.session.get_providers()[0] == "CUDAExecutionProvider"
+        assert gpu.rollout_runner.session.get_providers()[0] == "CUDAExecutionProvider"
         np.testing.assert_allclose(gpu.predict(clips), cpu.predict(clips), atol=1e-3)
         sessions = [p.stream() for p in (gpu, cpu)]
+        assert gpu.step_runner.session.get_providers()[0] == "CUDAExecutionProvider"
         for t in range(5):
             for s in sessions:
                 s.push(clips[:, t])

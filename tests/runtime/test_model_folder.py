@@ -68,7 +68,8 @@ def test_missing_variant_backend_and_options(tiny):
         Predictor.load(tiny["model"], variant="fp16")
     with pytest.raises(MSPNError, match=r"unknown variant 'fp8'"):
         Predictor.load(tiny["model"], variant="fp8")
-    with pytest.raises(MSPNError, match=r"unknown backend 'tflite'; choose one of onnxruntime, openvino, tensorrt, torch"):
+    with pytest.raises(MSPNError, match=r"unknown backend 'tflite'; "
+                                        r"choose one of onnxruntime, openvino, tensorrt, torch"):
         Predictor.load(tiny["model"], backend="tflite")
     with pytest.raises(MSPNError, match=r"unknown onnxruntime option\(s\): thread; known: "):
         Predictor.load(tiny["model"], thread=2)
@@ -94,7 +95,8 @@ def test_onnxruntime_refuses_a_missing_gpu_provider(tiny):
 
     if "CUDAExecutionProvider" in onnxruntime.get_available_providers():
         pytest.skip("this onnxruntime has CUDA: the refusal cannot be shown here")
-    with pytest.raises(MSPNError, match=r"this onnxruntime build has no CUDAExecutionProvider .* pip install 'mspn\[gpu\]'"):
+    with pytest.raises(MSPNError, match=r"this onnxruntime build has no CUDAExecutionProvider "
+                                        r".* pip install 'mspn\[gpu\]'"):
         Predictor.load(tiny["model"], provider="cuda")
 
 
@@ -139,5 +141,6 @@ def test_runner_contract_validates_feeds(tiny):
                                                      ("onnxruntime", "onnxruntime", "runtime")])
 def test_missing_backend_names_its_extra(tiny, monkeypatch, module, backend, extra):
     monkeypatch.setitem(sys.modules, module, None)  # makes `import module` fail, as when not installed
-    with pytest.raises(MSPNError, match=rf"{module} is not installed .*; install it with pip install 'mspn\[{extra}\]'"):
+    with pytest.raises(MSPNError,
+                       match=rf"{module} is not installed .*; install it with pip install 'mspn\[{extra}\]'"):
         Predictor.load(tiny["model"], backend=backend)

@@ -12,8 +12,14 @@ from onnx import TensorProto, helper, numpy_helper
 from mspn.errors import MSPNError
 from mspn.export.precision import conv_network_nodes, to_int8
 from mspn.export.preflight import preflight
-from mspn.runtime.qdq import (fold_int32_dequantize, int32_dequantize_nodes, symmetric_int8_activations,
-                              tensorrt_ready, tensorrt_ready_bytes, uint8_qdq_nodes)
+from mspn.runtime.qdq import (
+    fold_int32_dequantize,
+    int32_dequantize_nodes,
+    symmetric_int8_activations,
+    tensorrt_ready,
+    tensorrt_ready_bytes,
+    uint8_qdq_nodes,
+)
 
 
 def _feature_graph() -> onnx.ModelProto:

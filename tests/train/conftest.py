@@ -4,8 +4,6 @@ The machine is shared and small: one torch thread per process keeps the tests fa
 """
 from __future__ import annotations
 
-import os
-
 import pytest
 import torch
 
@@ -41,10 +39,3 @@ def pixel_run(tmp_path_factory, micro_data):
     train(config, micro_data, out)
     return out
 
-
-@pytest.fixture
-def subprocess_env() -> dict:
-    """Environment for training subprocesses: one thread each."""
-    env = dict(os.environ)
-    env["OMP_NUM_THREADS"] = "1"
-    return env

@@ -1,11 +1,11 @@
 """Adversarial stage: separate real/fake discriminator calls, D in eval mode for G steps, the
 per-video alternation, a short run, resume equivalence, NaN guard, bad input, kill -9 and resume."""
+import contextlib
 import signal
 import subprocess
 import sys
+import threading
 import time
-
-import contextlib
 
 import pytest
 import torch
@@ -35,7 +35,7 @@ def test_short_run_alternates_and_checkpoints_everything(tmp_path, micro_data, m
     assert result["step"] == 6
     rows = read_csv(out / "steps.csv")
     assert [r["phase"] for r in rows][0] == "D"          # the alternation starts with D
-    assert {r["phase"] for r in rows} <= {"D", "G"}
+    assert {r["phase"] for r in rows} == {"D", "G"}      # and both sides trained
     for r in rows:   # a G row has the generator's losses; every row has D's scores
         assert (r["g_loss"] != "") == (r["phase"] == "G")
         assert float(r["d_real"]) == float(r["d_real"]) and r["d_loss"] != ""
@@ -53,7 +53,8 @@ def test_short_run_alternates_and_checkpoints_everything(tmp_path, micro_data, m
 
 
 def test_resumed_adversarial_run_equals_an_uninterrupted_one(tmp_path, micro_data, micro, pixel_run):
-    cfg = lambda steps: adv(micro, f"train.max_steps={steps}", "adv.d_lr=0.01", "adv.epochs=2")
+    def cfg(steps):
+        return adv(micro, f"train.max_steps={steps}", "adv.d_lr=0.01", "adv.epochs=2")
     full, split = tmp_path / "full", tmp_path / "split"
     train(cfg(7), micro_data, full, init=pixel_run / "best.pt")
     train(cfg(3), micro_data, split, init=pixel_run / "best.pt")
@@ -98,15 +99,16 @@ def test_kill_minus_9_then_resume(tmp_path, micro_data, pixel_run, subprocess_en
            "--config", "micro", "--data", str(micro_data), "--out", str(out),
            "--set", "train.device=cpu", "--set", "train.checkpoint_every=2", "--set", "adv.epochs=1000"]
     proc = subprocess.Popen(cmd, env=subprocess_env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    hang_guard = threading.Timer(300, proc.kill)  # a hung run is killed, and the loop below fails
+    hang_guard.start()
     try:
-        deadline = time.time() + 120
         while not (out / "last.pt").exists():
             assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
-            assert time.time() < deadline, "no checkpoint within 120 s"
             time.sleep(0.05)
         proc.send_signal(signal.SIGKILL)
         proc.wait()
     finally:
+        hang_guard.cancel()
         if proc.poll() is None:
             proc.kill()
     assert proc.returncode == -signal.SIGKILL
@@ -118,7 +120,9 @@ def test_kill_minus_9_then_resume(tmp_path, micro_data, pixel_run, subprocess_en
     assert done.returncode == 0, done.stderr[-2000:]
     ckpt = load_checkpoint(out / "last.pt")
     assert ckpt.extra["train_state"]["progress"]["step"] == target
-    assert ckpt.build_model() is not None
+    with torch.no_grad():
+        future = ckpt.build_model().rollout(torch.rand(1, 3, 1, 16, 16), 2)
+    assert future.shape == (1, 2, 1, 16, 16) and torch.isfinite(future).all()
     steps = [int(r["step"]) for r in read_csv(out / "steps.csv")]
     assert steps == list(range(1, target + 1))           # continues, each step once
 
@@ -202,7 +206,7 @@ def test_per_video_alternation_starts_every_video_with_d(tmp_path, micro_data, m
     dataset = ClipDataset(micro_data, "train", config.data.clip_length)
     starts = [s for _, s in video_batches(dataset.index, 1, config.train.seed, 0)][:10]
     assert len(phases) == 10 and starts == [True, False] * 5      # two clips per micro video
-    assert all(phase == "D" for phase, start in zip(phases, starts) if start)
+    assert all(phase == "D" for phase, start in zip(phases, starts, strict=True) if start)
     with pytest.raises(MSPNError, match=r"per-video: every batch of .* starts a new video .*"
                                         r"adv.alternation=continuous"):
         train(adv(micro, "adv.alternation=per-video"), micro_data, tmp_path / "b", init=pixel_run / "best.pt")

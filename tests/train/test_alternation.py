@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from mspn.train.alternation import D, G, Alternation
+from mspn.train.alternation import Alternation, D, G
 
 
 def run(alt, scores):

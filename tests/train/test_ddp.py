@@ -14,7 +14,8 @@ def test_two_process_adversarial_run_ends_with_identical_weights(tmp_path, micro
     out, dump = tmp_path / "ddp", tmp_path / "dump"
     env = dict(subprocess_env)
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           str(Path(__file__).with_name("ddp_dump.py")), str(dump), "train", "--adv", "--init", str(pixel_run / "best.pt"), "--config", "micro",
+           str(Path(__file__).with_name("ddp_dump.py")), str(dump),
+           "train", "--adv", "--init", str(pixel_run / "best.pt"), "--config", "micro",
            "--data", str(micro_data), "--out", str(out), "--set", "train.device=cpu",
            "--set", "train.max_steps=6", "--set", "adv.d_lr=0.01", "--set", "train.checkpoint_every=3",
            "--set", "adv.epochs=2"]
@@ -28,8 +29,9 @@ def test_two_process_adversarial_run_ends_with_identical_weights(tmp_path, micro
                                        msg=f"{part}.{key} differs between ranks")
     # the generator moved away from the pixel start when it trained
     start = load_raw(pixel_run / "best.pt")["model"]
-    moved = any(not torch.equal(start[k], ranks[0]["model"][k]) for k in start)
-    assert moved == any(r["phase"] == "G" for r in read_csv(out / "steps.csv"))
+    phases = [r["phase"] for r in read_csv(out / "steps.csv")]
+    assert "G" in phases and "D" in phases, phases          # both sides trained across the ranks
+    assert any(not torch.equal(start[k], ranks[0]["model"][k]) for k in start)
     # only rank 0 logs: each step once; 16 clips over 2 ranks, batch 2 -> 4 steps per epoch
     assert [int(r["step"]) for r in read_csv(out / "steps.csv")] == [1, 2, 3, 4, 5, 6]
     saved = load_raw(out / "last.pt")

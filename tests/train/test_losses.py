@@ -4,8 +4,7 @@ from torch.nn import functional as F
 
 from mspn.config import load_config
 from mspn.models.mspn import MSPN
-from mspn.train.losses import (ClipUnroller, frames_for_discriminator, lsgan_d_loss, lsgan_g_loss,
-                               pixel_loss)
+from mspn.train.losses import ClipUnroller, frames_for_discriminator, lsgan_d_loss, lsgan_g_loss, pixel_loss
 
 
 def _model_and_clip(seed=0):
@@ -44,7 +43,7 @@ def test_pixel_loss_is_the_sum_over_steps_from_one_and_levels():
         predictions = ClipUnroller(model, config.data.pred_steps)(clip)
     expected = 0.0
     for t in range(1, clip.shape[1]):
-        for level, p in enumerate(predictions[t]):
+        for _level, p in enumerate(predictions[t]):
             target = F.interpolate(clip[:, t], size=p.shape[-2:], mode="nearest")
             expected += float(((p - target) ** 2).sum())
     assert abs(float(pixel_loss(predictions, clip)) - expected) <= 1e-4 * expected

@@ -1,0 +1,51 @@
+"""fp16 and int8 model folders load and predict through Predictor on both CPU backends."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from mspn.runtime import Predictor
+
+
+@pytest.fixture(scope="module")
+def variant_folder(tmp_path_factory):
+    """A micro model folder with fp32, fp16 and int8 graphs (TorchScript exporter: the fast one)."""
+    from mspn.export.pipeline import ExportOptions, export_model
+    from tests.runtime.runtime_ckpt import make_checkpoint
+
+    root = tmp_path_factory.mktemp("variants")
+    ckpt = make_checkpoint(root / "micro.pt", "micro")
+    export_model(ExportOptions(ckpt=str(ckpt), out=str(root / "model"), exporter="torchscript",
+                               precisions=("fp32", "fp16", "int8"), max_batch=2, progress=False))
+    return root / "model"
+
+
+@pytest.fixture(scope="module")
+def micro_clips() -> np.ndarray:
+    rng = np.random.default_rng(3)
+    x = rng.random((2, 3, 1, 16, 16), dtype=np.float32) * 0.2
+    for t in range(3):
+        x[:, t, 0, 4:10, 2 + 2 * t:8 + 2 * t] = 0.9
+    return x
+
+
+@pytest.mark.parametrize("backend", ["onnxruntime", "openvino"])
+@pytest.mark.parametrize("variant", ["fp16", "int8"])
+def test_variant_predicts_close_to_fp32(variant_folder, micro_clips, backend, variant):
+    with Predictor.load(variant_folder, backend=backend, variant="fp32", threads=1) as fp32:
+        reference = fp32.predict(micro_clips)
+    with Predictor.load(variant_folder, backend=backend, variant=variant, threads=1) as predictor:
+        assert predictor.variant == variant
+        future = predictor.predict(micro_clips)
+        session = predictor.stream()
+        for t in range(micro_clips.shape[1]):
+            session.push(micro_clips[:, t])
+        streamed = session.rollout(predictor.horizon)
+    assert future.shape == reference.shape and future.dtype == np.float32 and np.isfinite(future).all()
+    mse = float(((future - reference) ** 2).mean())
+    psnr = 10 * np.log10(1.0 / max(mse, 1e-20))
+    # fp16 rounds at ~1e-3; int8 at 1/255 of each activation's range (a random-weight micro model)
+    assert psnr > (50.0 if variant == "fp16" else 25.0), psnr
+    assert not np.array_equal(future, reference)  # the variant's own arithmetic ran, not fp32's
+    # int8: the step graph and the rollout's pieces are calibrated apart (each on its own feeds)
+    np.testing.assert_allclose(streamed, future, atol=5e-2 if variant == "int8" else 1e-3)
