@@ -182,10 +182,12 @@ class StreamSession:
         return self._handle is not None
 
     def reset(self) -> None:
-        """Forget everything: the next push starts from the initial state (any batch)."""
-        if self._handle is not None:
-            self._runner.free_state(self._handle)
-        self._handle, self._pending, self._batch = None, None, None
+        """Forget everything: the next push starts from the initial state (any batch). Takes the
+        session's lock like push and rollout: a reset never frees state a running step uses."""
+        with self._guard(check_open=False):  # close() resets after the predictor closed
+            if self._handle is not None:
+                self._runner.free_state(self._handle)
+            self._handle, self._pending, self._batch = None, None, None
 
     def push(self, frame: np.ndarray) -> np.ndarray:
         """frame: (B, C, H, W) uint8 or float32 in [0, 1] -> the next frame's prediction (B, C, H, W)."""
@@ -226,8 +228,9 @@ class StreamSession:
         self._pending = np.asarray(out["next_frame"], dtype=np.float32)
 
     @contextlib.contextmanager
-    def _guard(self):
-        self._predictor._check_open()
+    def _guard(self, check_open: bool = True):
+        if check_open:
+            self._predictor._check_open()
         if not self._lock.acquire(blocking=False):
             raise MSPNError("this stream session is in use by another thread; open one session per thread")
         try:

@@ -206,3 +206,15 @@ def test_step_graph_is_loaded_by_the_first_stream_only(tiny, clips):
         predictor.stream().push(clips[:, 0])
         assert predictor.step_runner.is_active
     assert not predictor.step_runner.is_active  # closed with the predictor
+
+
+def test_reset_waits_for_no_one_and_refuses_during_use(predictors, clips):
+    """reset() takes the session's lock like push and rollout: while another thread holds the
+    session, it is refused instead of freeing the state under a running step."""
+    session = predictors["onnxruntime"].stream()
+    session.push(clips[:, 0])
+    with session._guard():  # what a push or rollout in another thread holds
+        with pytest.raises(MSPNError, match="in use by another thread"):
+            session.reset()
+    session.reset()
+    assert session.batch is None and not session.frames_pushed
