@@ -40,7 +40,7 @@ def why_not(backend: str, variant: str, manifest, ckpt: str | None) -> str | Non
         return "bf16 is an OpenVINO compile option on CPUs with bf16 units (fp32 graph, bf16 precision)"
     if graph_variant(variant) not in manifest.variants:
         return (f"the model folder has no {graph_variant(variant)} graphs (exported: "
-                f"{', '.join(manifest.variants) or 'none'}); re-export with --precision {graph_variant(variant)}")
+                f"{', '.join(manifest.variants) or 'none'}); re-export with --variants {graph_variant(variant)}")
     if backend == "onnxruntime" and importlib.util.find_spec("onnxruntime") is None:
         return "onnxruntime is not installed"
     if backend == "openvino":
