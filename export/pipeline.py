@@ -255,7 +255,7 @@ def _load_inputs(spec: ExportSpec, options: ExportOptions):
 
 def _export_into(work: Path, spec: ExportSpec, options: ExportOptions, checkpoint, inputs: dict,
                  data_info: dict | None, calib: np.ndarray | None) -> dict:
-    from tqdm import tqdm
+    from mspn.progress import tqdm
 
     stages = 5 + 2 * (len(spec.precisions) - 1)
     # Closed on failure too, so the error line is the last thing printed.

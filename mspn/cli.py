@@ -11,9 +11,9 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
-import os
 import sys
 
+from mspn import progress
 from mspn.errors import MSPNError, UsageError
 from mspn.options import size_hw
 
@@ -387,12 +387,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _describe_from_help(parser: argparse.ArgumentParser) -> None:
+    """A subcommand made without a description shows its one-line help as one."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for choice in action._choices_actions:
+                child = action.choices[choice.dest]
+                child.description = child.description or choice.help
+
+
 def subcommands(parser: argparse.ArgumentParser, path: str = ""):
     """(path, parser) of every subcommand, nested ones included ("data synth")."""
     for action in parser._actions:
         if isinstance(action, argparse._SubParsersAction):
             for name, child in action.choices.items():
                 child_path = f"{path} {name}".strip()
+                _describe_from_help(parser)
                 yield child_path, child
                 yield from subcommands(child, child_path)
 
@@ -426,28 +436,23 @@ class _StderrHandler(logging.StreamHandler):
 
 @contextlib.contextmanager
 def _logging(verbosity: int):
-    """The "mspn" logger on stderr for one command: INFO, WARNING with -q, DEBUG with -v. Only that
-    logger is touched (never the root logger), and it is restored afterwards."""
+    """The "mspn" logger on stderr for one command: INFO, WARNING with -q (and no progress bars),
+    DEBUG with -v. Only that logger is touched (never the root logger), and restored afterwards."""
     logger = logging.getLogger("mspn")
     level = {-1: logging.WARNING, 0: logging.INFO, 1: logging.DEBUG}[verbosity]
     handler = _StderrHandler()
     handler.setFormatter(logging.Formatter("%(message)s" if verbosity <= 0 else "%(name)s: %(message)s"))
-    saved_level, saved_propagate, saved_tqdm = logger.level, logger.propagate, os.environ.get("TQDM_DISABLE")
+    saved_level, saved_propagate = logger.level, logger.propagate
     logger.addHandler(handler)
     logger.setLevel(level)
     logger.propagate = False
-    if verbosity < 0:
-        os.environ["TQDM_DISABLE"] = "1"  # tqdm reads its defaults from TQDM_* variables
     try:
-        yield logger
+        with progress.quiet(verbosity < 0):
+            yield logger
     finally:
         logger.removeHandler(handler)
         logger.setLevel(saved_level)
         logger.propagate = saved_propagate
-        if saved_tqdm is None:
-            os.environ.pop("TQDM_DISABLE", None)
-        else:
-            os.environ["TQDM_DISABLE"] = saved_tqdm
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -54,9 +54,9 @@ def predict_file(ckpt, input, horizon: int | None, out, quiet: bool = False) -> 
     Returns the predictions.
     """
     import torch
-    from tqdm import tqdm
 
     from mspn.checkpoint import load_checkpoint
+    from mspn.progress import tqdm
 
     if ckpt is None:
         raise UsageError("--ckpt is required: the checkpoint to predict with")

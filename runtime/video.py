@@ -128,7 +128,9 @@ def write_gif(path: str | Path, images: list[np.ndarray], fps: float) -> None:
 def _progress(iterable: Iterable, total: int, desc: str):
     """tqdm when installed (it is not a runtime dependency) and the video is long enough to wait for."""
     try:
-        from tqdm import tqdm
+        import tqdm as _installed  # noqa: F401  (not a runtime dependency)
+
+        from mspn.progress import tqdm
     except ImportError:
         return iterable
     return tqdm(iterable, total=total, desc=desc, unit="frame", disable=total < 64)

@@ -117,7 +117,7 @@ def write_synthetic(out: str | Path, size: tuple[int, int] = (32, 32), channels:
         raise MSPNError(f"synthetic frames must be at least 12x12, got {height}x{width}")
     if channels < 1 or frames < 1 or objects < 1:
         raise MSPNError(f"channels, frames and objects must be >= 1, got {channels}, {frames}, {objects}")
-    from tqdm import tqdm  # here, not at the top: mspn bench draws its clips from this module
+    from mspn.progress import tqdm
 
     writer = DatasetWriter(out, overwrite=overwrite)
     with tqdm(total=sum(counts), desc="synthetic videos", unit="video") as bar:

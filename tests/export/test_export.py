@@ -286,6 +286,35 @@ def test_not_an_mspn_checkpoint(tmp_path):
         export_model(ExportOptions(ckpt=str(bogus), out=str(tmp_path / "m"), progress=False))
 
 
+def test_export_leaves_the_root_logger_and_stdout_alone(ckpt, tmp_path, capfd, caplog, monkeypatch):
+    """Through the Python API: the root logger keeps its level and handlers (also while quantizing),
+    nothing is printed to stdout, and stdout is not captured while quantizing: a print of the
+    caller's during calibration still reaches it."""
+    import logging
+
+    from mspn.export import precision
+
+    root = logging.getLogger()
+    before = (root.level, list(root.handlers))
+    during = []
+    real = precision.FeedReader.get_next
+
+    def get_next(self):
+        during.append((root.level, list(root.handlers)))
+        print("CALIBRATING")
+        return real(self)
+
+    monkeypatch.setattr(precision.FeedReader, "get_next", get_next)
+    export_model(ExportOptions(ckpt=str(ckpt), out=str(tmp_path / "m"), context=CONTEXT, horizon=HORIZON,
+                               variants=("fp32", "int8"), exporter="torchscript", calib_clips=1, progress=False))
+    out, _ = capfd.readouterr()
+    assert during and all(state == before for state in during)
+    assert (root.level, list(root.handlers)) == before
+    assert set(out.split()) == {"CALIBRATING"}, out[:500]
+    # onnxruntime.quantization's advice to pre-process went to its own (quiet) logger, not the root's
+    assert not [r for r in caplog.records if r.name == "root"], [r.getMessage() for r in caplog.records]
+
+
 def test_calibration_data_of_another_size(ckpt, workdir, tmp_path):
     other = workdir / "ds32"
     write_synthetic(other, size=(32, 32), channels=1, videos=(1, 1, 1), frames=CONTEXT + HORIZON)
