@@ -100,6 +100,18 @@ def test_onnxruntime_refuses_a_missing_gpu_provider(tiny):
         Predictor.load(tiny["model"], provider="cuda")
 
 
+def test_onnxruntime_names_the_pair_that_hides_the_gpu_provider(tiny, monkeypatch):
+    import onnxruntime
+
+    from mspn import extras
+    if "CUDAExecutionProvider" in onnxruntime.get_available_providers():
+        pytest.skip("this onnxruntime has CUDA: the refusal cannot be shown here")
+    monkeypatch.setattr(extras, "both_onnxruntimes", lambda: True)
+    with pytest.raises(MSPNError, match=r"onnxruntime and onnxruntime-gpu are both installed, which hides "
+                                        r"CUDAExecutionProvider; pip uninstall -y onnxruntime onnxruntime-gpu"):
+        Predictor.load(tiny["model"], provider="cuda")
+
+
 def test_openvino_precision_is_pinned(tiny):
     runner = make_runner("openvino", Manifest.load(tiny["model"]), "step", "fp32").activate()
     import openvino
