@@ -358,8 +358,9 @@ def _add_bench(sub):
     from mspn.options import BenchOptions
 
     def run(options):
+        from mspn.bench.report import markdown_table
         from mspn.bench.run import run_bench
-        run_bench(options)
+        print(markdown_table(run_bench(options)))  # the result, on stdout; progress goes to the log
         print(f"wrote {options.report}")
     _command(sub, "bench", "parity and latency of every backend x variant of a model folder", BenchOptions, run)
 

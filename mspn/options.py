@@ -197,7 +197,7 @@ class PredictOptions:
                            "real | predicted frames with --video")
     ckpt: str | None = option(None, help="PyTorch checkpoint to predict with (with --model: the torch "
                                          "backend's weights)")
-    model: str | None = option(None, help="exported model folder, run torch-free on --backend")
+    model: str | None = option(None, metavar="DIR", help="exported model folder, run torch-free on --backend")
     input: str | None = option(None, help=".npy (B, T, C, H, W) uint8 or float32 in [0, 1]")
     horizon: int | None = option(None, help="frames to predict (default: the model's or the config's)")
     backend: Backend = option("onnxruntime", help="backend for --model")
@@ -298,7 +298,7 @@ class ExportOptions:
 
 @dataclass
 class BenchOptions:
-    model: str = option(help="model folder written by `mspn export`")
+    model: str = option(metavar="DIR", help="model folder written by `mspn export`")
     backends: str = option("torch,onnxruntime,openvino", help="comma list of torch, onnxruntime, openvino, tensorrt")
     variants: str | None = option(None, help="comma list of fp32, fp16, int8, bf16 (OpenVINO); "
                                              "default: the folder's variants and bf16")

@@ -368,8 +368,6 @@ def _report(plan: Plan, entries: list, outputs: dict, reference, log) -> dict:
             report_obj["charts"], report_obj["charts_skipped"] = [], str(exc)
             log(f"no charts: {exc}")
     atomic_write_json(report_path, report_obj)
-    from mspn.bench.report import markdown_table
-    log(markdown_table(report_obj))
     return report_obj
 
 
