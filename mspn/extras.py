@@ -24,10 +24,10 @@ EXTRAS = {
     "bench": {"onnx", "matplotlib", "skimage"},
     "train": _TRAIN,
     "export": _EXPORT_CORE | {"onnxruntime"},
-    "gpu": (_RUNTIME - {"onnxruntime"}) | {"onnxruntime", "tensorrt", "cuda", "onnx"},  # onnxruntime-gpu
+    "gpu": _RUNTIME | {"tensorrt", "cuda", "onnx"},  # its onnxruntime is the onnxruntime-gpu package
     "export-core": _EXPORT_CORE,
 }
-# The extra each command needs; with it installed the command runs (README: "Extras per command").
+# The extra each command needs; with it installed the command runs (README, "Install for deployment").
 COMMAND_EXTRAS = {
     "predict": "runtime",  # with --model; with --ckpt alone (PyTorch) it needs train
     "bench": "runtime",    # FLOPs, charts and SSIM against the truth need bench too
