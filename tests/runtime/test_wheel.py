@@ -143,12 +143,14 @@ def test_stream_api(edge, tiny, clips, tmp_path):
 
 
 def test_bench_on_onnxruntime(edge, tiny, tmp_path):
-    done = _mspn(edge, "bench", "--model", tiny["model"], "--backends", "onnxruntime", "--variants", "fp32",
+    done = _mspn(edge, "bench", "--model", tiny["model"], "--backends", "onnxruntime,openvino", "--variants", "fp32",
                  "--runs", "2", "--warmup", "0", "--stream-runs", "1", "--clips", "1", "--max-seconds", "0.2",
                  "--report", "r.json", cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-2000:]
     report = json.loads((tmp_path / "r.json").read_text())
-    (entry,) = report["results"]
+    entry, openvino = (next(e for e in report["results"] if e["backend"] == b) for b in ("onnxruntime", "openvino"))
+    assert openvino["status"] == "skipped" and "needs the 'openvino' extra" in openvino["reason"]
+    assert "| onnxruntime | fp32 |" in done.stdout and done.stdout.strip().endswith("wrote r.json")
     assert entry["status"] == "ok" and entry["rollout"]["n"] == 2
     assert entry["stream"]["vs_rollout_max_abs"] < 1e-4
     # the parts the bench extra adds are skipped with the extra named, not failed
