@@ -74,7 +74,8 @@ def test_extra_for_prefers_the_commands_own_extra():
 
 
 def test_require_names_the_extra_in_one_line(monkeypatch):
-    monkeypatch.setitem(sys.modules, "matplotlib", None)  # as when not installed
+    for name in ("matplotlib", "matplotlib.pyplot"):  # as when not installed (even if imported before)
+        monkeypatch.setitem(sys.modules, name, None)
     with pytest.raises(extras.MissingExtra) as raised:
         extras.require("matplotlib.pyplot", purpose="charts")
     assert str(raised.value) == ("charts needs the 'bench' extra (matplotlib is not installed): "
