@@ -92,7 +92,7 @@ def make_model(folder: Path) -> tuple[Path, Path]:
     ckpt = folder / "tiny.pt"
     save_checkpoint(ckpt, config, model.state_dict())
     log("exporting tiny model (fp32, fp16, int8) ...")
-    export_model(ExportOptions(ckpt=str(ckpt), out=str(folder / "model"), precisions=("fp32", "fp16", "int8"),
+    export_model(ExportOptions(ckpt=str(ckpt), out=str(folder / "model"), variants=("fp32", "fp16", "int8"),
                                progress=False))
     return folder / "model", ckpt
 

@@ -5,6 +5,7 @@ every check passed, so a failure leaves no half-written model folder.
 """
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import sys
@@ -50,7 +51,7 @@ def make_spec(options: ExportOptions, checkpoint) -> ExportSpec:
         hidden=model.hidden, size_multiple=model.size_multiple, channel_order=order,
         opset=options.opset, static_batch=options.static_batch,
         batch_max=max(1, options.max_batch), batch_opt=1,
-        precisions=tuple(options.precisions), fp32_max_abs=options.tolerance,
+        precisions=tuple(options.variants), fp32_max_abs=options.tolerance,
         psnr_floor=options.psnr_floor, verify_seed=options.seed, config=config.to_dict(),
     ).validate()
 
@@ -254,7 +255,7 @@ def _load_inputs(spec: ExportSpec, options: ExportOptions):
 
 def _export_into(work: Path, spec: ExportSpec, options: ExportOptions, checkpoint, inputs: dict,
                  data_info: dict | None, calib: np.ndarray | None) -> dict:
-    from tqdm import tqdm
+    from mspn.progress import tqdm
 
     stages = 5 + 2 * (len(spec.precisions) - 1)
     # Closed on failure too, so the error line is the last thing printed.
@@ -439,13 +440,13 @@ def _write_manifest(run: _Run, export_records: dict, graphs: dict, verification:
 
 
 def _print_warnings(warnings: list, trt: dict) -> None:
+    log = logging.getLogger("mspn.export")
     for text in warnings:
-        print(f"WARNING: {text}", file=sys.stderr)
+        log.warning(f"WARNING: {text}")
     for name, result in trt.items():
         if not result["ok"]:
-            print(f"WARNING: TensorRT pre-flight of {name}: unsupported ops {result['unsupported_ops']}, "
-                  f"dynamic dims {result['dynamic_dims']}, Q/DQ issues {result['qdq_issues']['count']}",
-                  file=sys.stderr)
+            log.warning(f"WARNING: TensorRT pre-flight of {name}: unsupported ops {result['unsupported_ops']}, "
+                        f"dynamic dims {result['dynamic_dims']}, Q/DQ issues {result['qdq_issues']['count']}")
 
 
 def _graph_builders(model, spec: ExportSpec, init: dict, rollout: str, work: Path) -> tuple[dict, dict]:

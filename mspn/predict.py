@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mspn.errors import MSPNError
+from mspn.errors import MSPNError, UsageError
 from mspn.fileio import atomic_path
 
 BATCH = 8  # clips per forward pass: bounds memory for files holding many clips
@@ -54,12 +54,12 @@ def predict_file(ckpt, input, horizon: int | None, out, quiet: bool = False) -> 
     Returns the predictions.
     """
     import torch
-    from tqdm import tqdm
 
     from mspn.checkpoint import load_checkpoint
+    from mspn.progress import tqdm
 
     if ckpt is None:
-        raise MSPNError("--ckpt is required: the checkpoint to predict with")
+        raise UsageError("--ckpt is required: the checkpoint to predict with")
     if horizon is not None and horizon < 1:
         raise MSPNError(f"--horizon must be >= 1, got {horizon}")
     checkpoint = load_checkpoint(ckpt)

@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from mspn import extras
 from mspn.errors import MSPNError
 
 from .manifest import GraphSpec, Manifest, TensorSpec  # noqa: F401  (re-exported)
@@ -194,11 +195,8 @@ def make_runner(backend: str, manifest: Manifest, kind: str, variant: str, **opt
 
 
 def require(module: str, extra: str, what: str):
-    """Import a backend's package or fail with the extra that installs it."""
-    try:
-        return importlib.import_module(module)
-    except ImportError as exc:
-        raise MSPNError(f"{what} is not installed ({exc}); install it with pip install 'mspn[{extra}]'") from None
+    """Import a backend's package or fail with the extra that installs it (mspn.extras)."""
+    return extras.require(module, extra, purpose=what)
 
 
 def split_options(options: dict, known: dict, backend: str) -> dict:

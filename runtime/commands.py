@@ -5,7 +5,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mspn.errors import MSPNError
+from mspn.errors import MSPNError, UsageError
 from mspn.fileio import atomic_path
 from mspn.options import PredictOptions
 
@@ -41,12 +41,12 @@ def predict_array(predictor: Predictor, frames: np.ndarray, horizon: int | None 
 def predict_model(args: PredictOptions) -> None:
     """`mspn predict --model DIR --backend B (--input X.npy | --video V) --out OUT`."""
     if (args.input is None) == (args.video is None):
-        raise MSPNError("give exactly one of --input X.npy or --video VIDEO")
+        raise UsageError("give exactly one of --input X.npy or --video VIDEO")
     with Predictor.load(args.model, backend=args.backend, variant=args.variant, **args.backend_options()) as predictor:
         if args.video is not None:
             from .video import predict_video
             if args.horizon is not None:
-                raise MSPNError("--horizon applies to --input; for videos use --lead (1..horizon)")
+                raise UsageError("--horizon applies to --input; for videos use --lead (1..horizon)")
             summary = predict_video(predictor, args.video, args.out, stream=args.stream, lead=args.lead,
                                     gif=args.gif, max_frames=args.max_frames)
             extra = f" and {args.gif}" if args.gif else ""
@@ -54,7 +54,7 @@ def predict_model(args: PredictOptions) -> None:
                   f"mean squared error {summary['mse']:.5f}")
             return
         if args.stream or args.gif:
-            raise MSPNError("--stream and --gif apply to --video")
+            raise UsageError("--stream and --gif apply to --video")
         path = Path(args.input)
         if not path.is_file():
             raise MSPNError(f"input not found: {path}")

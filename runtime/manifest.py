@@ -135,7 +135,7 @@ class Manifest:
         entry = self.raw["graphs"].get(kind, {}).get(variant)
         if entry is None:
             raise MSPNError(f"{self.folder}: no {variant} {kind} graph in this folder (exported variants: "
-                            f"{', '.join(self.variants) or 'none'}); re-export with --precision {variant}")
+                            f"{', '.join(self.variants) or 'none'}); re-export with --variants {variant}")
         where = f"{self.folder}: graphs.{kind}.{variant}"
         return GraphSpec(kind, variant, entry["file"], _tensors(entry["inputs"], where),
                          _tensors(entry["outputs"], where))
@@ -161,4 +161,4 @@ class Manifest:
             if record.get("graph") == kind and record.get("variant") == variant:
                 return name, record
         raise MSPNError(f"{self.folder}: no TensorRT engine for the {variant} {kind} graph; build one "
-                        f"with `mspn build-engine {self.folder} --variant {variant}`")
+                        f"with `mspn build-engine --model {self.folder} --variant {variant}`")

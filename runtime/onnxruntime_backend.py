@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from mspn import extras
 from mspn.errors import MSPNError
 
 from .base import Runner, require, split_options
@@ -67,9 +68,12 @@ class OnnxRuntimeRunner(Runner):
         return [("TensorrtExecutionProvider", trt), cuda, "CPUExecutionProvider"]
 
     def _activate(self) -> None:
-        ort = require("onnxruntime", "gpu" if self.on_gpu else "runtime", "onnxruntime")
+        ort = require("onnxruntime", "gpu" if self.on_gpu else "runtime", "the onnxruntime backend")
         wanted = PROVIDERS[self.options["provider"]]
         if wanted not in ort.get_available_providers():
+            if extras.both_onnxruntimes():
+                raise MSPNError(f"onnxruntime and onnxruntime-gpu are both installed, which hides {wanted}; "
+                                f"{extras.ONNXRUNTIME_FIX}")
             raise MSPNError(f"this onnxruntime build has no {wanted} (available: "
                             f"{', '.join(ort.get_available_providers())}); for GPUs: "
                             f"pip install 'mspn[gpu]' (onnxruntime-gpu instead of onnxruntime)")
@@ -136,7 +140,7 @@ def load_session(source: str | Path | bytes, providers=("CPUExecutionProvider",)
     profile_prefix: turn on ORT's profiler, writing there; optimized_path: save the optimised
     graph there. A graph ONNX Runtime cannot load is refused in one line naming ``name``.
     """
-    ort = require("onnxruntime", "runtime", "onnxruntime")
+    ort = require("onnxruntime", "runtime", "the onnxruntime backend")
     so = ort.SessionOptions()
     so.graph_optimization_level = {
         "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,

@@ -65,7 +65,7 @@ def compile_model(path: str | Path, device: str = "CPU", precision: str = "f32",
                   hint: str = "LATENCY", perf_count: bool = False):
     """The OpenVINO loader: a compiled model from a graph file, its inference precision pinned
     and read back. threads: 0 for OpenVINO's default; perf_count: per-layer counters."""
-    ov = require("openvino", "openvino", "openvino")
+    ov = require("openvino", "openvino", "the openvino backend")
     if precision not in PRECISIONS:
         raise MSPNError(f"unknown openvino precision {precision!r}; choose f32 or bf16")
     wanted = PRECISIONS[precision]

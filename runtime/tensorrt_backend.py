@@ -30,7 +30,7 @@ from .manifest import Manifest
 # --- imports and CUDA helpers -----------------------------------------------------------------
 
 def _trt():
-    trt = require("tensorrt", "gpu", "TensorRT")
+    trt = require("tensorrt", "gpu", "the TensorRT backend")
     major = int(trt.__version__.split(".")[0])
     if major < 10:
         raise MSPNError(f"TensorRT {trt.__version__} is too old: this runtime uses the TensorRT 10+ API; "
@@ -42,10 +42,7 @@ def _cudart():
     try:
         from cuda.bindings import runtime as cudart  # cuda-python >= 12.6
     except ImportError:
-        try:
-            from cuda import cudart  # older cuda-python
-        except ImportError as exc:
-            raise MSPNError(f"cuda-python is not installed ({exc}); pip install 'mspn[gpu]'") from None
+        cudart = require("cuda.cudart", "gpu", "the TensorRT backend (cuda-python)")  # older cuda-python
     return cudart
 
 

@@ -9,6 +9,7 @@ manifest through its one writer. Imported lazily; needs the gpu extra and an NVI
 from __future__ import annotations
 
 import json
+import logging
 import time
 from pathlib import Path
 
@@ -38,12 +39,13 @@ def _profile_shapes(spec_shape, batch: tuple[int, int, int]) -> tuple[list, list
 
 def build_engine(model_dir: str | Path, variant: str = "fp32", workspace_gib: float = 4.0,
                  timing_cache: str | Path | None = None, batch: tuple[int, int, int] | None = None,
-                 graphs: tuple[str, ...] = GRAPHS, device_id: int = 0, log=print) -> list[str]:
+                 graphs: tuple[str, ...] = GRAPHS, device_id: int = 0, log=None) -> list[str]:
     """Build ``{graph}.{variant}.engine`` for each graph into the folder and record them.
 
     batch: (min, opt, max) of the optimisation profile, inside the manifest's batch range;
     default: the manifest's. Returns the engine file names written.
     """
+    log = log or logging.getLogger("mspn.build_engine").info
     manifest = Manifest.load(model_dir)
     folder = manifest.folder
     bmin, bopt, bmax = batch or (manifest.batch_min, manifest.batch_opt, manifest.batch_max)
@@ -130,12 +132,12 @@ def _attach_timing_cache(config, timing_cache):
 
 
 def build_engine_command(args: BuildEngineOptions) -> list[str]:
-    """`mspn build-engine MODEL_DIR ...`: unset batch bounds default to the manifest's."""
-    manifest = Manifest.load(args.model_dir)
+    """`mspn build-engine --model DIR ...`: unset batch bounds default to the manifest's."""
+    manifest = Manifest.load(args.model)
     bmin = args.min_batch or manifest.batch_min
     bmax = args.max_batch or manifest.batch_max
     bopt = args.opt_batch or min(max(manifest.batch_opt, bmin), bmax)
-    return build_engine(args.model_dir, variant=args.variant, workspace_gib=args.workspace,
+    return build_engine(args.model, variant=args.variant, workspace_gib=args.workspace,
                         timing_cache=args.timing_cache, batch=(bmin, bopt, bmax),
                         graphs=tuple(args.graphs or GRAPHS))
 

@@ -73,7 +73,7 @@ def ts_folder(workdir, ckpt, dataset) -> Path:
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(onnx_export, "export_proto", dynamo_breaks)
         export_model(ExportOptions(ckpt=str(ckpt), out=str(out), context=CONTEXT, horizon=HORIZON,
-                                   precisions=("fp32", "fp16", "int8"), data=str(dataset),
+                                   variants=("fp32", "fp16", "int8"), data=str(dataset),
                                    calib=str(dataset), calib_clips=2, verify_clips=2, progress=False))
     return out
 
@@ -255,15 +255,16 @@ def test_spec_round_trip_is_torch_free(ts_folder):
 
 # --- bad input --------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("extra, message", [
-    (["--context", "0"], "context must be >= 1"),
-    (["--horizon", "0"], "horizon must be >= 1"),
-    (["--size", "18x18"], "frame size 18x18 .* multiples of 4"),
-    (["--precision", "fp32,int4"], "unknown precision 'int4'"),
+@pytest.mark.parametrize("extra, message, status", [
+    (["--context", "0"], "context must be >= 1", 2),
+    (["--horizon", "0"], "horizon must be >= 1", 2),
+    (["--size", "18x18"], "frame size 18x18 .* multiples of 4", 1),  # refused by the checkpoint's config
+    (["--variants", "fp32,int4"], "unknown variant 'int4'", 2),
+    (["--precision", "fp32,int4"], "unknown variant 'int4'", 2),  # the old spelling still works
 ])
-def test_bad_arguments(extra, message, ckpt, tmp_path, capsys):
+def test_bad_arguments(extra, message, status, ckpt, tmp_path, capsys):
     out = tmp_path / "model"
-    assert main(["export", "--ckpt", str(ckpt), "--out", str(out), *extra]) == 2
+    assert main(["export", "--ckpt", str(ckpt), "--out", str(out), *extra]) == status
     err = capsys.readouterr().err.strip().splitlines()
     assert any(line.startswith("mspn export: error:") for line in err)
     import re
@@ -285,11 +286,40 @@ def test_not_an_mspn_checkpoint(tmp_path):
         export_model(ExportOptions(ckpt=str(bogus), out=str(tmp_path / "m"), progress=False))
 
 
+def test_export_leaves_the_root_logger_and_stdout_alone(ckpt, tmp_path, capfd, caplog, monkeypatch):
+    """Through the Python API: the root logger keeps its level and handlers (also while quantizing),
+    nothing is printed to stdout, and stdout is not captured while quantizing: a print of the
+    caller's during calibration still reaches it."""
+    import logging
+
+    from mspn.export import precision
+
+    root = logging.getLogger()
+    before = (root.level, list(root.handlers))
+    during = []
+    real = precision.FeedReader.get_next
+
+    def get_next(self):
+        during.append((root.level, list(root.handlers)))
+        print("CALIBRATING")
+        return real(self)
+
+    monkeypatch.setattr(precision.FeedReader, "get_next", get_next)
+    export_model(ExportOptions(ckpt=str(ckpt), out=str(tmp_path / "m"), context=CONTEXT, horizon=HORIZON,
+                               variants=("fp32", "int8"), exporter="torchscript", calib_clips=1, progress=False))
+    out, _ = capfd.readouterr()
+    assert during and all(state == before for state in during)
+    assert (root.level, list(root.handlers)) == before
+    assert set(out.split()) == {"CALIBRATING"}, out[:500]
+    # onnxruntime.quantization's advice to pre-process went to its own (quiet) logger, not the root's
+    assert not [r for r in caplog.records if r.name == "root"], [r.getMessage() for r in caplog.records]
+
+
 def test_calibration_data_of_another_size(ckpt, workdir, tmp_path):
     other = workdir / "ds32"
     write_synthetic(other, size=(32, 32), channels=1, videos=(1, 1, 1), frames=CONTEXT + HORIZON)
     with pytest.raises(MSPNError, match=r"--calib .*1 channel\(s\) at 32x32; the model takes 1 channel\(s\) at 16x16"):
-        export_model(ExportOptions(ckpt=str(ckpt), out=str(tmp_path / "m"), precisions=("fp32", "int8"),
+        export_model(ExportOptions(ckpt=str(ckpt), out=str(tmp_path / "m"), variants=("fp32", "int8"),
                                    calib=str(other), progress=False))
     assert list(tmp_path.iterdir()) == []
 

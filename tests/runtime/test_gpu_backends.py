@@ -71,9 +71,10 @@ def test_engine_for_another_gpu_or_tensorrt_is_refused(tiny):
 def test_build_engine_without_tensorrt_names_the_extra(tiny, capsys):
     from mspn.cli import main
 
-    assert main(["build-engine", str(tiny["model"])]) == 2
+    assert main(["build-engine", "--model", str(tiny["model"])]) == 1
     err = capsys.readouterr().err
-    assert "TensorRT is not installed" in err and "pip install 'mspn[gpu]'" in err
+    assert "the TensorRT backend needs the 'gpu' extra (tensorrt is not installed)" in err
+    assert err.rstrip().endswith("pip install 'mspn[gpu]'") and len(err.strip().splitlines()) == 1
 
 
 def test_build_engine_checks_the_profile_before_tensorrt(tiny):
