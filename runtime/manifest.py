@@ -169,7 +169,10 @@ class Manifest:
             if not (self.folder / name).resolve().is_relative_to(root):
                 raise MSPNError(f"{self.folder}: {graph.file} lists external data {name} outside the model "
                                 f"folder; refusing it")
-            self.verified_path(name)
+            checked = self.__dict__.setdefault("_checked_external", set())
+            if name not in checked:  # rollout and step share their weights file: hash it once
+                self.verified_path(name)
+                checked.add(name)
         unlisted = sorted(set(external_data_files(path)) - set(graph.external))
         if unlisted:
             raise MSPNError(f"{self.folder}: {graph.file} reads external data {', '.join(unlisted)} that "

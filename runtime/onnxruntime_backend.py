@@ -78,13 +78,20 @@ class OnnxRuntimeRunner(Runner):
         # CUDA after TensorRT: nodes TensorRT cannot take still run on the GPU, not on the CPU.
         return [("TensorrtExecutionProvider", trt), cuda, "CPUExecutionProvider"]
 
-    def _activate(self) -> None:
+    def check_available(self):
+        """onnxruntime with the provider asked for, or a one-line error; cheap, so Predictor.load
+        calls it although the session itself is made on first use. Returns the module."""
         ort = require("onnxruntime", "gpu" if self.on_gpu else "runtime", "onnxruntime")
         wanted = PROVIDERS[self.options["provider"]]
         if wanted not in ort.get_available_providers():
             raise MSPNError(f"this onnxruntime build has no {wanted} (available: "
                             f"{', '.join(ort.get_available_providers())}); for GPUs: "
                             f"pip install 'mspn[gpu]' (onnxruntime-gpu instead of onnxruntime)")
+        return ort
+
+    def _activate(self) -> None:
+        ort = self.check_available()
+        wanted = PROVIDERS[self.options["provider"]]
         session = self._load(ort)
         active = session.get_providers()
         if wanted not in active:
@@ -186,6 +193,12 @@ def load_session(source: str | Path | bytes, providers=("CPUExecutionProvider",)
         so.enable_profiling, so.profile_file_prefix = True, str(profile_prefix)
     if optimized_path:
         so.optimized_model_filepath = str(optimized_path)
+        # One self-contained file: without this, initializers the graph kept in an external weights
+        # file stay references to it, relative to the optimised file's folder, where it is not.
+        so.add_session_config_entry("session.optimized_model_external_initializers_file_name",
+                                    Path(optimized_path).name + ".weights")
+        so.add_session_config_entry("session.optimized_model_external_initializers_min_size_in_bytes",
+                                    str(1 << 40))
     try:
         return ort.InferenceSession(str(source) if isinstance(source, Path) else source, sess_options=so,
                                     providers=list(providers))
@@ -220,4 +233,6 @@ def publish_optimized(scratch: Path, folder: Path, graph_sha256: str | None, opt
 
 def build_runner(manifest: Manifest, kind: str, variant: str, **options) -> OnnxRuntimeRunner:
     graph = manifest.graph(kind, variant)
-    return OnnxRuntimeRunner(manifest, graph, manifest.verified_graph(graph), **options)
+    runner = OnnxRuntimeRunner(manifest, graph, manifest.verified_graph(graph), **options)
+    runner.check_available()
+    return runner

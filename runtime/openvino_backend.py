@@ -115,4 +115,5 @@ def loaded_from_cache(compiled) -> bool:
 
 def build_runner(manifest: Manifest, kind: str, variant: str, **options) -> OpenVINORunner:
     graph = manifest.graph(kind, variant)
+    require("openvino", "openvino", "openvino")  # fail at load, not at first use, when it is missing
     return OpenVINORunner(manifest, graph, manifest.verified_graph(graph), **options)

@@ -126,8 +126,8 @@ def test_tampered_engine_refused(engine_folder, tmp_path, clips):
 @needs_ort_cuda
 def test_onnxruntime_cuda_iobinding_stream_matches_cpu(tiny, clips):
     with Predictor.load(tiny["model"], provider="cuda") as gpu, Predictor.load(tiny["model"]) as cpu:
-        assert gpu.rollout_runner.session.get_providers()[0] == "CUDAExecutionProvider"
         np.testing.assert_allclose(gpu.predict(clips), cpu.predict(clips), atol=1e-3)
+        assert gpu.rollout_runner.session.get_providers()[0] == "CUDAExecutionProvider"
         sessions = [p.stream() for p in (gpu, cpu)]
         assert gpu.step_runner.session.get_providers()[0] == "CUDAExecutionProvider"
         for t in range(5):
