@@ -18,7 +18,7 @@ def _self_contained_copy(folder: Path, out: Path) -> Path:
     """The folder with every graph's weights embedded again, as exports wrote them before."""
     out.mkdir()
     raw = json.loads((folder / "manifest.json").read_text())
-    for kind, variants in raw["graphs"].items():
+    for variants in raw["graphs"].values():
         for entry in variants.values():
             onnx.save_model(onnx.load(str(folder / entry["file"])), str(out / entry["file"]))
             entry["external"] = []
