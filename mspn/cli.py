@@ -83,6 +83,16 @@ def _add_build_engine(sub):
              BuildEngineOptions, run)
 
 
+def _add_inspect(sub):
+    from mspn.options import InspectOptions
+
+    def run(options):
+        from mspn.runtime.describe import inspect_command
+        return inspect_command(options)
+    _command(sub, "inspect", "what a model folder holds: variants, graphs, I/O, files (SHA-256 checked), "
+             "metadata, engines", InspectOptions, run)
+
+
 # --- datasets ----------------------------------------------------------------------------------
 
 def _counts(text: str):
@@ -289,7 +299,7 @@ def _add_bench(sub):
 # -----------------------------------------------------------------------------------------------
 
 COMMANDS = [_add_train, _add_eval, _add_import_reference, _add_predict, _add_build_engine, _add_data, _add_export,
-            _add_bench]
+            _add_bench, _add_inspect]
 
 
 def build_parser() -> argparse.ArgumentParser:

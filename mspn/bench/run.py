@@ -167,7 +167,7 @@ def flops_info(manifest) -> dict:
     out = {"counted": "Conv/ConvTranspose/MatMul/Gemm from ONNX shape inference, batch 1, 2 FLOPs per MAC"}
     for kind in ("rollout", "step"):
         try:
-            path = manifest.verified_path(manifest.graph(kind, "fp32").file)
+            path = manifest.verified_graph(manifest.graph(kind, "fp32"))
             out[kind] = count_flops(path)
         except MSPNError as exc:
             out[kind] = {"status": "unavailable", "reason": str(exc)}
