@@ -79,8 +79,7 @@ class OnnxRuntimeRunner(Runner):
         return [("TensorrtExecutionProvider", trt), cuda, "CPUExecutionProvider"]
 
     def check_available(self):
-        """onnxruntime with the provider asked for, or a one-line error; cheap, so Predictor.load
-        calls it although the session itself is made on first use. Returns the module."""
+        """onnxruntime with the provider asked for, or a one-line error. Returns the module."""
         ort = require("onnxruntime", "gpu" if self.on_gpu else "runtime", "onnxruntime")
         wanted = PROVIDERS[self.options["provider"]]
         if wanted not in ort.get_available_providers():
@@ -233,6 +232,4 @@ def publish_optimized(scratch: Path, folder: Path, graph_sha256: str | None, opt
 
 def build_runner(manifest: Manifest, kind: str, variant: str, **options) -> OnnxRuntimeRunner:
     graph = manifest.graph(kind, variant)
-    runner = OnnxRuntimeRunner(manifest, graph, manifest.verified_graph(graph), **options)
-    runner.check_available()
-    return runner
+    return OnnxRuntimeRunner(manifest, graph, manifest.verified_graph(graph), **options)

