@@ -304,6 +304,7 @@ def _stages(bar, work: Path, spec: ExportSpec, options: ExportOptions, checkpoin
         verification["variants"][variant] = record
         for graph in GRAPHS:
             graphs[graph][variant] = spec.graph_entry(graph, variant)
+    _finalize_graphs(run, graphs, export_records)
     trt = _preflight(run)
     manifest = _write_manifest(run, export_records, graphs, verification, trt, started)
     bar.close()  # before the warnings, so they are not interleaved with the bar
@@ -397,6 +398,26 @@ def _check_floor(run: _Run, variant: str, record: dict) -> None:
     if record["below_floor"]:
         run.warnings.append(f"{variant} variant PSNR {record['min_psnr']:.1f} dB against fp32 PyTorch "
                             f"is below the floor {run.spec.psnr_floor:g} dB")
+
+
+def _finalize_graphs(run: _Run, graphs: dict, export_records: dict) -> None:
+    """Each variant's graphs rewritten with their facts in metadata_props and their weights in one
+    shared external file (export/finalize.py), listed in the manifest's graph entries."""
+    from mspn.export.finalize import finalize_variant
+    from mspn.export.manifest import package_versions
+
+    run.stage("shared weights, metadata")
+    spec = run.spec
+    common = {"format": "mspn-model", "config": spec.name, "mspn_version": package_versions()["mspn"],
+              "context": spec.context, "horizon": spec.horizon, "frame_size": f"{spec.height}x{spec.width}",
+              "channels": spec.channels, "channel_order": spec.channel_order, "opset": spec.opset,
+              "batch": "{min}..{max}".format(**spec.batch_profile()), "state_names": spec.state_names()}
+    facts = {g: {**common, "exporter": export_records[g]["exporter"]} for g in GRAPHS}
+    for variant in spec.precisions:
+        paths = {g: run.work / spec.graph_file(g, variant) for g in GRAPHS}
+        external = finalize_variant(paths, variant, facts)
+        for graph in GRAPHS:
+            graphs[graph][variant]["external"] = external
 
 
 def _preflight(run: _Run) -> dict:

@@ -158,6 +158,16 @@ def _add_build_engine(sub):
                    help=argparse.SUPPRESS, default=argparse.SUPPRESS)
 
 
+def _add_inspect(sub):
+    from mspn.options import InspectOptions
+
+    def run(options):
+        from mspn.runtime.describe import inspect_command
+        return inspect_command(options)
+    _command(sub, "inspect", "what a model folder holds: variants, graphs, I/O, files (SHA-256 checked), "
+             "metadata, engines", InspectOptions, run)
+
+
 # --- datasets ----------------------------------------------------------------------------------
 
 def _counts(text: str):
@@ -368,7 +378,7 @@ def _add_bench(sub):
 # -----------------------------------------------------------------------------------------------
 
 COMMANDS = [_add_train, _add_eval, _add_import_reference, _add_predict, _add_build_engine, _add_data, _add_export,
-            _add_bench]
+            _add_bench, _add_inspect]
 
 
 def _version() -> str:

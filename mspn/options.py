@@ -237,6 +237,8 @@ class BuildEngineOptions:
     max_batch: int | None = option(None, help="profile max batch (default: the manifest's)")
     graphs: list | None = option(None, flag="--graph", action="append",
                                  help="build only this graph, rollout or step (repeatable; default both)")
+    hardware_compat: bool = option(False, help="engines that also run on later GPUs (TensorRT's Ampere-plus "
+                                   "hardware compatibility; builds on compute capability 8.0+, may run slower)")
 
     def __post_init__(self):
         if not self.model:
@@ -246,6 +248,12 @@ class BuildEngineOptions:
         if bad:
             raise UsageError(f"--graph must be rollout or step, got {', '.join(bad)}")
         _positive(self, "min_batch", "opt_batch", "max_batch")
+
+
+@dataclass
+class InspectOptions:
+    model: str = option(help="model folder written by `mspn export`, or a bare .onnx graph copied out of one",
+                        metavar="DIR|FILE")
 
 
 @dataclass

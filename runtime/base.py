@@ -55,6 +55,10 @@ class Runner(ABC):
             self._deactivate()
             self.is_active = False
 
+    def check_available(self) -> Any:  # noqa: B027 - optional: most backends check on activate
+        """A cheap check that this backend can run here (package, provider), raising MSPNError;
+        Predictor.load calls it, so a missing package fails the load although graphs load lazily."""
+
     def input_metadata(self) -> dict[str, TensorSpec]:
         """{name: TensorSpec} in graph order; dynamic axes are named symbols (e.g. "batch")."""
         return {t.name: t for t in self.graph.inputs}

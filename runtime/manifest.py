@@ -22,6 +22,7 @@ _REQUIRED = ("config", "context", "horizon", "frame_size", "channels", "batch", 
 
 
 MANIFEST = "manifest.json"
+CACHE_FOLDER = ".cache"  # per-machine load caches (mspn.runtime.cache); never part of the folder's files
 BATCH = "batch"  # the symbol of the dynamic batch axis in tensor shapes
 
 
@@ -53,7 +54,8 @@ def write_manifest(folder: str | Path, raw: dict) -> dict:
     write manifest.json atomically; returns what was written."""
     folder = Path(folder)
     raw = {**raw, "files": {p.relative_to(folder).as_posix(): sha256_file(p)
-                            for p in sorted(folder.rglob("*")) if p.is_file() and p.name != MANIFEST}}
+                            for p in sorted(folder.rglob("*")) if p.is_file() and p.name != MANIFEST
+                            and p.relative_to(folder).parts[0] != CACHE_FOLDER}}
     path = folder / MANIFEST
     atomic_write_json(path, raw)
     path.chmod(0o644)  # the atomic writer's temporary file is private; a model folder is not
@@ -69,6 +71,7 @@ class GraphSpec:
     file: str
     inputs: tuple[TensorSpec, ...]
     outputs: tuple[TensorSpec, ...]
+    external: tuple[str, ...] = ()  # external-data (weights) files the graph reads, folder-relative
 
 
 def _tensors(raw, where: str) -> tuple[TensorSpec, ...]:
@@ -138,7 +141,7 @@ class Manifest:
                             f"{', '.join(self.variants) or 'none'}); re-export with --variants {variant}")
         where = f"{self.folder}: graphs.{kind}.{variant}"
         return GraphSpec(kind, variant, entry["file"], _tensors(entry["inputs"], where),
-                         _tensors(entry["outputs"], where))
+                         _tensors(entry["outputs"], where), tuple(entry.get("external") or ()))
 
     def verified_path(self, name: str) -> Path:
         """The path of a folder file after checking it exists and matches its recorded SHA-256."""
@@ -155,6 +158,27 @@ class Manifest:
                             f"expected {expected[:12]}..., got {actual[:12]}...); re-export the model folder")
         return path
 
+    def verified_graph(self, graph: GraphSpec) -> Path:
+        """The graph file's path after checking it and every external weights file it reads: each
+        listed in the manifest (``graphs.<kind>.<variant>.external`` and ``files``), inside the
+        folder and matching its SHA-256. When the onnx package is importable, the graph's own
+        references are compared with that list, so an unlisted weights file is refused by name."""
+        path = self.verified_path(graph.file)
+        root = self.folder.resolve()
+        for name in graph.external:
+            if not (self.folder / name).resolve().is_relative_to(root):
+                raise MSPNError(f"{self.folder}: {graph.file} lists external data {name} outside the model "
+                                f"folder; refusing it")
+            checked = self.__dict__.setdefault("_checked_external", set())
+            if name not in checked:  # rollout and step share their weights file: hash it once
+                self.verified_path(name)
+                checked.add(name)
+        unlisted = sorted(set(external_data_files(path)) - set(graph.external))
+        if unlisted:
+            raise MSPNError(f"{self.folder}: {graph.file} reads external data {', '.join(unlisted)} that "
+                            f"manifest.json does not list for it; refusing an unverifiable file")
+        return path
+
     def engine_for(self, kind: str, variant: str) -> tuple[str, dict]:
         """The TensorRT engine file built from a graph variant, and its record."""
         for name, record in self.engines.items():
@@ -162,3 +186,18 @@ class Manifest:
                 return name, record
         raise MSPNError(f"{self.folder}: no TensorRT engine for the {variant} {kind} graph; build one "
                         f"with `mspn build-engine --model {self.folder} --variant {variant}`")
+
+
+def external_data_files(path: str | Path) -> list[str]:
+    """The external-data files an ONNX graph's initializers point to (relative to its folder), read
+    without loading the weights; empty when onnx is not installed (the runtime extra lacks it)."""
+    try:
+        import onnx
+    except ImportError:
+        return []
+    model = onnx.load(str(path), load_external_data=False)
+    locations = set()
+    for tensor in model.graph.initializer:
+        if tensor.data_location == onnx.TensorProto.EXTERNAL:
+            locations.update(e.value for e in tensor.external_data if e.key == "location")
+    return sorted(locations)

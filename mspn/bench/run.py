@@ -178,7 +178,7 @@ def flops_info(manifest) -> dict:
         return {**out, "status": "unavailable", "reason": str(exc)}
     for kind in ("rollout", "step"):
         try:
-            path = manifest.verified_path(manifest.graph(kind, "fp32").file)
+            path = manifest.verified_graph(manifest.graph(kind, "fp32"))
             out[kind] = count_flops(path)
         except MSPNError as exc:
             out[kind] = {"status": "unavailable", "reason": str(exc)}

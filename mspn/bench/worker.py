@@ -205,7 +205,7 @@ def profile(spec: dict, frames: np.ndarray) -> dict:
 
     manifest = Manifest.load(spec["model"])
     graph = manifest.graph("rollout", graph_variant(spec["variant"]))
-    path = manifest.verified_path(graph.file)
+    path = manifest.verified_graph(graph)
     backend, threads = spec["backend"], int(spec["threads"])
     totals: dict[str, float] = {}
     out: dict = {"graph": graph.file}

@@ -155,7 +155,7 @@ def test_manifest_hashes_and_contract(ts_folder):
     on_disk = {p.name for p in ts_folder.iterdir() if p.name != "manifest.json"}
     assert set(manifest["files"]) == on_disk == {
         "rollout.onnx", "step.onnx", "initial_state.npz", "rollout.fp16.onnx", "step.fp16.onnx",
-        "rollout.int8.onnx", "step.int8.onnx"}
+        "rollout.int8.onnx", "step.int8.onnx", "weights.bin", "weights.fp16.bin", "weights.int8.bin"}
     for name, digest in manifest["files"].items():
         assert hashlib.sha256((ts_folder / name).read_bytes()).hexdigest() == digest
     assert manifest["format"] == "mspn-model" and manifest["format_version"] == 1
@@ -165,7 +165,9 @@ def test_manifest_hashes_and_contract(ts_folder):
     assert manifest["opset"] == 18 and manifest["versions"]["onnxruntime"]
     # Every graph's recorded signature is the file's real one.
     for _graph, variants in manifest["graphs"].items():
-        for entry in variants.values():
+        for variant, entry in variants.items():
+            # both graphs of a variant read their weights from its one shared file
+            assert entry["external"] == ["weights.bin" if variant == "fp32" else f"weights.{variant}.bin"]
             model = onnx.load(ts_folder / entry["file"])
             assert [i.name for i in model.graph.input] == [i["name"] for i in entry["inputs"]]
             assert [o.name for o in model.graph.output] == [o["name"] for o in entry["outputs"]]
@@ -243,7 +245,8 @@ def test_spec_round_trip_is_torch_free(ts_folder):
     manifest = _manifest(ts_folder)
     spec = ExportSpec.from_manifest(manifest)
     assert spec.to_dict() == manifest["spec"]
-    assert spec.graph_entry("step", "int8") == manifest["graphs"]["step"]["int8"]
+    entry = manifest["graphs"]["step"]["int8"]
+    assert spec.graph_entry("step", "int8") == {k: v for k, v in entry.items() if k != "external"}
     code = ("import sys, json; from mspn.export.spec import ExportSpec; "
             f"s = ExportSpec.from_manifest(json.load(open({str(ts_folder / 'manifest.json')!r}))); "
             "assert 'torch' not in sys.modules and 'onnx' not in sys.modules; print(s.horizon)")

@@ -86,8 +86,9 @@ def test_torch_backend_refuses_another_models_checkpoint(tiny, tmp_path):
     from tests.runtime.runtime_ckpt import make_checkpoint
 
     other = make_checkpoint(tmp_path / "micro.pt", "micro")
+    predictor = Predictor.load(tiny["model"], backend="torch", ckpt=other)  # graphs load on first use
     with pytest.raises(MSPNError, match=r"micro.pt: its model config .* is not the model folder's"):
-        Predictor.load(tiny["model"], backend="torch", ckpt=other)
+        predictor.predict(np.zeros((1, predictor.context, 1, 32, 32), np.float32))
 
 
 def test_onnxruntime_refuses_a_missing_gpu_provider(tiny):
