@@ -46,7 +46,9 @@ EXAMPLES = {
                 "mspn predict --model MODEL --video in.mp4 --stream --gif out.gif --out out.mp4",
                 "mspn predict --ckpt RUN/best.pt --input clips.npy --horizon 10 --out future.npy   # PyTorch"],
     "build-engine": ["mspn build-engine --model MODEL --variant fp16",
-                     "mspn build-engine --model MODEL --variant int8 --graph rollout --timing-cache trt.cache"],
+                     "mspn build-engine --model MODEL --variant int8 --graph rollout --timing-cache trt.cache",
+                     "mspn build-engine --model MODEL --hardware-compat"],
+    "inspect": ["mspn inspect --model MODEL", "mspn inspect --model MODEL/rollout.int8.onnx"],
     "export": ["mspn export --ckpt RUN/best.pt --out MODEL",
                "mspn export --ckpt RUN/best.pt --out MODEL --context 10 --horizon 10 --variants fp32,fp16,int8 "
                "--calib DATA --data DATA"],
