@@ -83,6 +83,27 @@ def _add_build_engine(sub):
              BuildEngineOptions, run)
 
 
+def _add_serve(sub):
+    from mspn.options import ServeOptions
+
+    def run(options):
+        from mspn.serve.command import serve
+        serve(options)
+    _command(sub, "serve", "serve a model folder with Triton Inference Server (rollout and stream models)",
+             ServeOptions, run)
+
+
+def _add_export_triton(sub):
+    from mspn.options import ExportTritonOptions
+
+    def run(options):
+        from mspn.serve.export_triton import export_triton
+        names = export_triton(options)
+        print(f"wrote Triton model repository {options.out}: {', '.join(names)} ({options.backend} backend)")
+    _command(sub, "export-triton", "model folder -> Triton model repository for its native ONNX Runtime / "
+             "TensorRT backends (GPU servers)", ExportTritonOptions, run)
+
+
 # --- datasets ----------------------------------------------------------------------------------
 
 def _counts(text: str):
@@ -289,7 +310,7 @@ def _add_bench(sub):
 # -----------------------------------------------------------------------------------------------
 
 COMMANDS = [_add_train, _add_eval, _add_import_reference, _add_predict, _add_build_engine, _add_data, _add_export,
-            _add_bench]
+            _add_bench, _add_serve, _add_export_triton]
 
 
 def build_parser() -> argparse.ArgumentParser:

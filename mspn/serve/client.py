@@ -1,0 +1,77 @@
+"""Clients of the served models with ``tritonclient`` (HTTP or gRPC, the same calls for both).
+
+    client = connect("127.0.0.1:8001", "grpc")
+    future = rollout(client, "tiny_rollout", clip)      # (B, T_ctx, C, H, W) -> (B, T_pred, C, H, W)
+    nxt = step(client, "tiny_stream", frame, sequence_id=7, start=True)   # (1, C, H, W) -> (1, C, H, W)
+
+A stream is one Triton sequence: its first frame carries ``start``, its last ``end``; the server
+keeps the recurrent state between them.
+"""
+from __future__ import annotations
+
+import importlib
+
+import numpy as np
+
+from mspn.errors import MSPNError
+
+
+def _module(protocol: str):
+    if protocol not in ("grpc", "http"):
+        raise MSPNError(f"protocol must be grpc or http, got {protocol!r}")
+    try:
+        return importlib.import_module(f"tritonclient.{protocol}")
+    except ImportError:
+        raise MSPNError("tritonclient is not installed; install it with pip install 'mspn[serve]'") from None
+
+
+def connect(url: str, protocol: str = "grpc"):
+    """A tritonclient InferenceServerClient for host:port (a leading scheme is dropped)."""
+    url = url.split("://", 1)[-1]
+    return _module(protocol).InferenceServerClient(url)
+
+
+def _protocol(client) -> str:
+    return "grpc" if type(client).__module__.startswith("tritonclient.grpc") else "http"
+
+
+def _inputs(client, name: str, array: np.ndarray) -> list:
+    from tritonclient.utils import np_to_triton_dtype
+    tensor = _module(_protocol(client)).InferInput(name, list(array.shape), np_to_triton_dtype(array.dtype))
+    tensor.set_data_from_numpy(array)
+    return [tensor]
+
+
+def _call(client, model: str, inputs: list, output: str, **sequence) -> np.ndarray:
+    from tritonclient.utils import InferenceServerException
+    try:
+        return client.infer(model, inputs, **sequence).as_numpy(output)
+    except InferenceServerException as exc:
+        raise MSPNError(f"{model}: {exc.message()}") from None
+
+
+def rollout(client, model: str, frames: np.ndarray) -> np.ndarray:
+    """frames (B, T_ctx, C, H, W) float32 in [0, 1] -> (B, T_pred, C, H, W) float32."""
+    return _call(client, model, _inputs(client, "frames", frames), "future")
+
+
+def step(client, model: str, frame: np.ndarray, sequence_id: int, start: bool = False,
+         end: bool = False) -> np.ndarray:
+    """One frame (1, C, H, W) float32 in [0, 1] of a sequence -> the next frame's prediction."""
+    return _call(client, model, _inputs(client, "frame", frame), "next_frame", sequence_id=sequence_id,
+                 sequence_start=start, sequence_end=end)
+
+
+def stream_frames(client, model: str, frames, sequence_id: int):
+    """Push (C, H, W) frames (uint8, or float32 in [0, 1]) through one sequence, yielding each
+    prediction (C, H, W); the sequence ends with the last frame (or is left to time out if the
+    iterator raises)."""
+    iterator = iter(frames)
+    current = next(iterator, None)
+    first = True
+    while current is not None:
+        following = next(iterator, None)
+        x = current.astype(np.float32) / 255.0 if current.dtype == np.uint8 else current
+        yield step(client, model, np.ascontiguousarray(x[None], np.float32), sequence_id, start=first,
+                   end=following is None)[0]
+        first, current = False, following
