@@ -35,7 +35,7 @@ def triton_ok() -> None:
 
 
 @pytest.fixture(scope="module")
-def server(triton_ok, tiny, tmp_path_factory):
+def server(triton_ok, tiny, tmp_path_factory):  # noqa: F811 - the imported fixture
     """A running `mspn serve` of the tiny folder on free ports, a small live-sequence limit and a
     queue delay long enough for concurrent streams to be batched: (server, model names)."""
     from mspn.options import ServeOptions
