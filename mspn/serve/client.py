@@ -56,10 +56,17 @@ def rollout(client, model: str, frames: np.ndarray) -> np.ndarray:
 
 
 def step(client, model: str, frame: np.ndarray, sequence_id: int, start: bool = False,
-         end: bool = False) -> np.ndarray:
-    """One frame (1, C, H, W) float32 in [0, 1] of a sequence -> the next frame's prediction."""
-    return _call(client, model, _inputs(client, "frame", frame), "next_frame", sequence_id=sequence_id,
-                 sequence_start=start, sequence_end=end)
+         end: bool = False, open_loop: float | None = None) -> np.ndarray:
+    """One frame (1, C, H, W) float32 in [0, 1] of a sequence -> the next frame's prediction.
+
+    open_loop: for `mspn export-triton` repositories, whose step model takes it (1: a real
+    frame; 0: ignore the frame, continue on the model's own prediction); `mspn serve` takes none.
+    """
+    inputs = _inputs(client, "frame", frame)
+    if open_loop is not None:
+        inputs += _inputs(client, "open_loop", np.full((frame.shape[0], 1), open_loop, np.float32))
+    return _call(client, model, inputs, "next_frame", sequence_id=sequence_id, sequence_start=start,
+                 sequence_end=end)
 
 
 def stream_frames(client, model: str, frames, sequence_id: int):

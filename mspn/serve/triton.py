@@ -110,7 +110,10 @@ class TritonServer:
     """
 
     def __init__(self, repository: str | Path, ports: Ports, workspace: str | Path | None = None,
-                 log=None, verbose: bool = False):
+                 log=None, verbose: bool = False, binary: str | Path | None = None):
+        """binary: a full Triton install's ``tritonserver`` (its own backends, e.g. the NGC
+        container's /opt/tritonserver/bin/tritonserver) instead of the pytriton wheel's."""
+        self.binary = Path(binary) if binary else None
         self.repository = Path(repository)
         self.ports = ports
         self._own_workspace = workspace is None
@@ -129,18 +132,22 @@ class TritonServer:
     def grpc_url(self) -> str:
         return f"127.0.0.1:{self.ports.grpc}"
 
-    def command(self, dist: TritonDist) -> list[str]:
-        return [str(dist.binary), f"--model-repository={self.repository}",
-                f"--backend-directory={backend_directory(dist, self.workspace)}",
+    def command(self, dist: TritonDist | None) -> list[str]:
+        backends = [f"--backend-directory={backend_directory(dist, self.workspace)}"] if dist else []
+        return [str(dist.binary if dist else self.binary), f"--model-repository={self.repository}", *backends,
                 f"--http-port={self.ports.http}", f"--grpc-port={self.ports.grpc}",
                 f"--metrics-port={self.ports.metrics}", "--allow-metrics=true",
                 f"--log-verbose={1 if self.verbose else 0}", "--exit-timeout-secs=5"]
 
     def start(self) -> TritonServer:
-        dist = find_triton()
+        if self.binary is None:
+            dist = find_triton()
+            command, env = self.command(dist), server_env(dist)
+        else:  # a full install finds its own backends
+            command, env = [str(self.binary), *self.command(None)[1:]], dict(os.environ)
         out = self._log or open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
         self._out = out
-        self.process = subprocess.Popen(self.command(dist), env=server_env(dist), stdout=out,
+        self.process = subprocess.Popen(command, env=env, stdout=out,
                                         stderr=subprocess.STDOUT, start_new_session=True)
         return self
 
