@@ -24,18 +24,7 @@ def predict_array(predictor: Predictor, frames: np.ndarray, horizon: int | None 
         raise MSPNError(f"--horizon must be >= 1, got {horizon}")
     if not isinstance(frames, np.ndarray) or frames.ndim != 5:
         raise MSPNError(f"input must be (B, T, C, H, W), got shape {getattr(frames, 'shape', None)}")
-    parts = []
-    for start in range(0, len(frames), predictor.max_batch):
-        chunk = frames[start:start + predictor.max_batch]
-        if chunk.shape[1] == predictor.context and horizon == predictor.horizon:
-            parts.append(predictor.predict(chunk))
-        else:
-            session = predictor.stream()
-            for t in range(chunk.shape[1]):
-                session.push(chunk[:, t])
-            parts.append(session.rollout(horizon))
-            session.close()
-    return np.concatenate(parts)
+    return predictor.predict(frames, horizon=horizon)
 
 
 def predict_model(args: PredictOptions) -> None:
