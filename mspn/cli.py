@@ -61,6 +61,9 @@ def _add_predict(sub):
     from mspn.options import PredictOptions
 
     def run(options):
+        if options.server:
+            from mspn.serve.client import predict_server
+            return predict_server(options)
         if options.model:  # torch-free path: must not import mspn.predict (torch)
             from mspn.runtime.commands import predict_model
             return predict_model(options)

@@ -189,6 +189,11 @@ class PredictOptions:
     lead: int = option(1, help="video: predict this many frames ahead")
     gif: str | None = option(None, help="video: also write this animated GIF")
     max_frames: int = option(0, help="video: read at most this many frames (0: all)")
+    source: str | None = option(None, help="live source, read frame by frame: a video file, camera index (0), "
+                                           "RTSP/HTTP URL, image folder, or - for raw uint8 HxWxC frames on "
+                                           "stdin; --out is a video, a PNG folder or .npy (raw predictions)")
+    server: str | None = option(None, help="stream --video/--source through a running `mspn serve` "
+                                           "(gRPC host:port, or http://host:port) instead of --model")
 
     def __post_init__(self):
         check_literals(self)

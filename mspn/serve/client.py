@@ -82,3 +82,52 @@ def stream_frames(client, model: str, frames, sequence_id: int):
         yield step(client, model, np.ascontiguousarray(x[None], np.float32), sequence_id, start=first,
                    end=following is None)[0]
         first, current = False, following
+
+
+def find_stream_model(client) -> str:
+    """The one ready ``*_stream`` model on the server (a one-line error if none or several)."""
+    index = client.get_model_repository_index(**({"as_json": True} if _protocol(client) == "grpc" else {}))
+    models = index.get("models", []) if isinstance(index, dict) else index
+    names = sorted(m["name"] for m in models if m["name"].endswith("_stream") and m.get("state") == "READY")
+    if len(names) != 1:
+        raise MSPNError(f"the server has {len(names)} ready *_stream models ({', '.join(names) or 'none'}); "
+                        f"`mspn serve` serves exactly one")
+    return names[0]
+
+
+def model_layout(client, model: str) -> tuple[int, tuple[int, int], str]:
+    """(channels, (H, W), channel order) of a served stream model, from its configuration."""
+    config = client.get_model_config(model, **({"as_json": True} if _protocol(client) == "grpc" else {}))
+    config = config.get("config", config)
+    channels, height, width = (int(d) for d in config["input"][0]["dims"])
+    order = config.get("parameters", {}).get("channel_order", {}).get("string_value", "bgr")
+    return channels, (height, width), order
+
+
+def predict_server(options) -> None:
+    """`mspn predict --server URL (--video V | --source SRC) --out OUT`: the frames stream through
+    the server's stream model as one sequence; OUT as for --source."""
+    import random
+
+    from mspn.runtime.commands import source_summary
+    from mspn.runtime.sources import open_sink, open_source, run_source
+
+    source = options.source or options.video
+    if source is None or (options.source and options.video):
+        raise MSPNError("--server needs exactly one of --video VIDEO or --source SRC")
+    if options.model or options.input or options.lead != 1 or options.gif:
+        raise MSPNError("--server streams frames (lead 1); --model, --input, --lead and --gif do not apply")
+    protocol = "http" if options.server.startswith(("http://", "https://")) else "grpc"
+    client = connect(options.server, protocol)
+    try:
+        model = find_stream_model(client)
+        channels, size, order = model_layout(client, model)
+    except MSPNError:
+        raise
+    except Exception as exc:  # tritonclient raises its own types, and plain socket errors
+        raise MSPNError(f"cannot reach a Triton server at {options.server}: {exc}") from None
+    frames, fps = open_source(source, size, channels, order, options.max_frames)
+    sequence_id = random.getrandbits(62) + 1  # unique among the server's other clients, in practice
+    summary = run_source(frames, lambda tapped: stream_frames(client, model, tapped, sequence_id),
+                         open_sink(options.out, fps, order))
+    print(f"{source_summary(options.out, summary)} (server {options.server}, model {model})")

@@ -127,7 +127,7 @@ def write_python_repository(options, out: str | Path) -> dict[str, str]:
                         f"{manifest.batch_min}..{manifest.batch_max}; re-export with a larger --max-batch")
     name, out = model_name(manifest, options.name), Path(out)
     common = {"model_dir": manifest.folder.resolve(), "backend": options.backend, "variant": options.variant,
-              "backend_options": json.dumps(options.backend_options())}
+              "backend_options": json.dumps(options.backend_options()), "channel_order": manifest.channel_order}
     rollout = rollout_config(name, manifest, max_batch, options.max_queue_delay_us, "python", 1)
     stream = stream_config(name, manifest, max_batch, options.max_queue_delay_us, options.max_sequences,
                            options.idle_timeout_s)
