@@ -99,3 +99,25 @@ def test_live_sequence_limit(server, clips):
     for seq in opened:
         tc.step(client, model, frame, seq, end=True)
     tc.step(client, model, frame, 800, start=True, end=True)  # room again
+
+
+@pytest.mark.parametrize("scheme", ["", "http://"])
+def test_predict_server_streams_a_video(server, predictor, video, tmp_path, capsys, scheme):
+    from mspn.cli import main
+    from mspn.runtime.video import read_video
+
+    running, names = server
+    url = scheme + (running.http_url if scheme else running.grpc_url)
+    assert main(["predict", "--server", url, "--video", str(video), "--out", str(tmp_path / "p.npy")]) == 0
+    assert f"model {names['stream']}" in capsys.readouterr().out
+    frames, _ = read_video(video, (32, 32), 1, "gray")
+    np.testing.assert_allclose(np.load(tmp_path / "p.npy"), _session_predictions(predictor, frames), atol=1e-5)
+
+
+def test_predict_server_unreachable(tmp_path, video, capsys):
+    from mspn.cli import main
+    from mspn.serve.triton import free_port
+
+    assert main(["predict", "--server", f"127.0.0.1:{free_port()}", "--video", str(video), "--out",
+                 str(tmp_path / "p.npy")]) == 2
+    assert "cannot reach a Triton server" in capsys.readouterr().err
