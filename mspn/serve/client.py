@@ -48,6 +48,8 @@ def _call(client, model: str, inputs: list, output: str, **sequence) -> np.ndarr
         return client.infer(model, inputs, **sequence).as_numpy(output)
     except InferenceServerException as exc:
         raise MSPNError(f"{model}: {exc.message()}") from None
+    except OSError as exc:  # the HTTP client's connection errors
+        raise MSPNError(f"{model}: cannot reach the server ({exc})") from None
 
 
 def rollout(client, model: str, frames: np.ndarray) -> np.ndarray:

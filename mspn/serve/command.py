@@ -1,6 +1,8 @@
 """`mspn serve`: write the Python-backend repository of a model folder and run Triton on it."""
 from __future__ import annotations
 
+import shutil
+import signal
 import tempfile
 from pathlib import Path
 
@@ -25,8 +27,14 @@ def start_server(options: ServeOptions, workspace: str | Path | None = None) -> 
     return server, names
 
 
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
 def serve(options: ServeOptions) -> None:
-    """Run until interrupted (Ctrl-C stops Triton gracefully)."""
+    """Run until interrupted (Ctrl-C or SIGTERM stop Triton gracefully; it runs in its own session,
+    so it must be stopped by us, not by the terminal)."""
+    signal.signal(signal.SIGTERM, _interrupt)
     server, names = start_server(options)
     print(f"serving {options.model} ({options.backend}, {options.variant}) as {names['rollout']} and "
           f"{names['stream']}: HTTP {server.http_url}, gRPC {server.grpc_url}, metrics "
@@ -39,3 +47,5 @@ def serve(options: ServeOptions) -> None:
         server.stop()
     if server.process.returncode not in (0, None, -2):
         print(f"tritonserver exited with status {server.process.returncode}: {server.log_tail()}")
+    else:
+        shutil.rmtree(server.workspace, ignore_errors=True)  # keeps the log only when Triton failed

@@ -80,7 +80,7 @@ class SequenceTable:
                 self._step([requests[i] for i in group[start:start + self.predictor.max_batch]],
                            [results[i] for i in group[start:start + self.predictor.max_batch]])
         for request, result in zip(requests, results, strict=True):
-            if request.end or result.error is not None and request.start:
+            if request.end or (result.error is not None and request.start):
                 self.release(request.corrid)
         return results
 

@@ -132,3 +132,28 @@ def test_serve_cli_errors(tiny, tmp_path, capsys):
     assert "model folder not found" in capsys.readouterr().err
     assert main(["serve", "--model", str(tiny["model"]), "--variant", "int8"]) == 2
     assert "no int8 rollout graph" in capsys.readouterr().err
+
+
+def test_serve_command_serves_until_sigterm(triton_ok, tiny, clips, predictor, subprocess_env):
+    """`mspn serve` as users run it: prints where it serves, answers, and stops Triton on SIGTERM."""
+    import signal
+    import subprocess
+    import sys
+
+    from mspn.serve.triton import Ports
+
+    ports = Ports.free()
+    command = [sys.executable, "-m", "mspn", "serve", "--model", str(tiny["model"]), "--name", "cli",
+               "--http-port", str(ports.http), "--grpc-port", str(ports.grpc), "--metrics-port", str(ports.metrics)]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env=subprocess_env)
+    try:
+        line = process.stdout.readline()
+        assert "as cli_rollout and cli_stream" in line and f"gRPC 127.0.0.1:{ports.grpc}" in line
+        future = tc.rollout(tc.connect(f"127.0.0.1:{ports.http}", "http"), "cli_rollout", clips[:1])
+        np.testing.assert_allclose(future, predictor.predict(clips[:1]), atol=1e-5)
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=60) == 0
+    finally:
+        process.kill()
+    with pytest.raises(MSPNError, match="cannot reach the server"):
+        tc.rollout(tc.connect(f"127.0.0.1:{ports.http}", "http"), "cli_rollout", clips[:1])
