@@ -179,7 +179,7 @@ def main() -> int:
     parser.add_argument("--idle-timeout-s", type=float, default=3.0)
     parser.add_argument("--threads", type=int, default=1,
                         help="ONNX Runtime threads in the server (1: leaves the other core to Triton and clients)")
-    parser.add_argument("--report", default="benchmarks/results/serve_load.json")
+    parser.add_argument("--report", default="benchmarks/results/2026-12-01-serve-load.json")
     args = parser.parse_args()
     levels = [int(n) for n in args.streams.split(",")]
     data = load_clips(args.data, max(levels) * 2)
