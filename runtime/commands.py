@@ -30,7 +30,7 @@ def predict_array(predictor: Predictor, frames: np.ndarray, horizon: int | None 
 def predict_model(args: PredictOptions) -> None:
     """`mspn predict --model DIR --backend B (--input X.npy | --video V) --out OUT`."""
     if sum(x is not None for x in (args.input, args.video, args.source)) != 1:
-        raise MSPNError("give exactly one of --input X.npy, --video VIDEO or --source SRC")
+        raise MSPNError("give exactly one of --input X.npy or --video VIDEO (or --source SRC for live sources)")
     with Predictor.load(args.model, backend=args.backend, variant=args.variant, **args.backend_options()) as predictor:
         if args.source is not None:
             return _predict_source(predictor, args)
