@@ -47,6 +47,12 @@ if [ "$(cat "$env_dir/.requirements" 2>/dev/null)" != "$reqs" ]; then
         "$env_dir/bin/pip" uninstall --yes --quiet "$other" "$ort" || true
     fi
     "$env_dir/bin/pip" install --progress-bar off -c constraints.txt -e ".[$extras]"
+    # The serve extra (tests/serve): the nvidia-pytriton wheel declares numpy<2, which would
+    # downgrade numpy under OpenCV and torch; mspn serve runs with numpy 2 (DLPack), so install the
+    # wheel without its pins and its other requirements explicitly.
+    "$env_dir/bin/pip" install --progress-bar off -c constraints.txt "tritonclient[http,grpc]>=2.50,<3" \
+        grpcio pyzmq sh typer typing_inspect wrapt importlib_metadata
+    "$env_dir/bin/pip" install --progress-bar off --no-deps "nvidia-pytriton>=0.7,<1"
     echo "$reqs" > "$env_dir/.requirements"
 fi
 # The cached environment is shared between checkouts: point the editable install at this one.

@@ -48,6 +48,10 @@ EXAMPLES = {
     "build-engine": ["mspn build-engine --model MODEL --variant fp16",
                      "mspn build-engine --model MODEL --variant int8 --graph rollout --timing-cache trt.cache",
                      "mspn build-engine --model MODEL --hardware-compat"],
+    "serve": ["mspn serve --model MODEL --http-port 8000 --grpc-port 8001",
+              "mspn serve --model MODEL --backend openvino --max-batch 8 --max-sequences 32"],
+    "export-triton": ["mspn export-triton --model MODEL --out REPO",
+                      "mspn export-triton --model MODEL --out REPO --backend tensorrt --instances 2"],
     "inspect": ["mspn inspect --model MODEL", "mspn inspect --model MODEL/rollout.int8.onnx"],
     "export": ["mspn export --ckpt RUN/best.pt --out MODEL",
                "mspn export --ckpt RUN/best.pt --out MODEL --context 10 --horizon 10 --variants fp32,fp16,int8 "
@@ -135,6 +139,9 @@ def _add_predict(sub):
     from mspn.options import PredictOptions
 
     def run(options):
+        if options.server:
+            from mspn.serve.client import predict_server
+            return predict_server(options)
         if options.model:  # torch-free path: must not import mspn.predict (torch)
             from mspn.runtime.commands import predict_model
             return predict_model(options)
@@ -168,6 +175,27 @@ def _add_inspect(sub):
         return inspect_command(options)
     _command(sub, "inspect", "what a model folder holds: variants, graphs, I/O, files (SHA-256 checked), "
              "metadata, engines", InspectOptions, run)
+
+
+def _add_serve(sub):
+    from mspn.options import ServeOptions
+
+    def run(options):
+        from mspn.serve.command import serve
+        serve(options)
+    _command(sub, "serve", "serve a model folder with Triton Inference Server (rollout and stream models)",
+             ServeOptions, run)
+
+
+def _add_export_triton(sub):
+    from mspn.options import ExportTritonOptions
+
+    def run(options):
+        from mspn.serve.export_triton import export_triton
+        names = export_triton(options)
+        print(f"wrote Triton model repository {options.out}: {', '.join(names)} ({options.backend} backend)")
+    _command(sub, "export-triton", "model folder -> Triton model repository for its native ONNX Runtime / "
+             "TensorRT backends (GPU servers)", ExportTritonOptions, run)
 
 
 # --- datasets ----------------------------------------------------------------------------------
@@ -380,7 +408,7 @@ def _add_bench(sub):
 # -----------------------------------------------------------------------------------------------
 
 COMMANDS = [_add_train, _add_eval, _add_import_reference, _add_predict, _add_build_engine, _add_data, _add_export,
-            _add_bench, _add_inspect]
+            _add_bench, _add_inspect, _add_serve, _add_export_triton]
 
 
 def _version() -> str:

@@ -211,6 +211,11 @@ class PredictOptions:
     lead: int = option(1, help="video: predict this many frames ahead")
     gif: str | None = option(None, help="video: also write this animated GIF")
     max_frames: int = option(0, help="video: read at most this many frames (0: all)")
+    source: str | None = option(None, help="live source, read frame by frame: a video file, camera index (0), "
+                                           "RTSP/HTTP URL, image folder, or - for raw uint8 HxWxC frames on "
+                                           "stdin; --out is a video, a PNG folder or .npy (raw predictions)")
+    server: str | None = option(None, help="stream --video/--source through a running `mspn serve` "
+                                           "(gRPC host:port, or http://host:port) instead of --model")
 
     def __post_init__(self):
         check_literals(self)
@@ -330,3 +335,62 @@ class BenchOptions:
         _positive(self, "warmup", minimum=0)
         if self.max_seconds <= 0:
             raise UsageError(f"--max-seconds must be > 0, got {self.max_seconds}")
+
+
+ServeBackend = Literal["onnxruntime", "openvino", "tensorrt"]
+
+
+@dataclass
+class ServeOptions:
+    model: str = option(help="model folder written by `mspn export`")
+    backend: ServeBackend = option("onnxruntime", help="mspn.runtime backend inside Triton's Python backend")
+    variant: Variant = option("fp32", help="the model folder's graphs to serve")
+    name: str | None = option(None, help="Triton model name prefix: NAME_rollout and NAME_stream "
+                                         "(default: the folder's name)")
+    http_port: int = option(8000, help="Triton HTTP port")
+    grpc_port: int = option(8001, help="Triton gRPC port")
+    metrics_port: int = option(8002, help="Triton Prometheus metrics port")
+    max_batch: int | None = option(None, help="largest batch Triton forms (default: the folder's max batch)")
+    max_queue_delay_us: int = option(2000, help="microseconds a request may wait for others to batch with")
+    max_sequences: int = option(64, help="live streams NAME_stream keeps state for; more get an error")
+    idle_timeout_s: float = option(60.0, help="seconds after which an idle stream is released")
+    threads: int | None = option(None, help="CPU threads per model (onnxruntime, openvino)")
+    repository: str | None = option(None, help="write the model repository here (default: a temporary folder)")
+    verbose: bool = option(False, help="Triton's verbose log")
+
+    def __post_init__(self):
+        check_literals(self)
+        _positive(self, "max_batch", "max_sequences", "threads")
+        _positive(self, "max_queue_delay_us", minimum=0)
+        for port in ("http_port", "grpc_port", "metrics_port"):
+            _positive(self, port, minimum=1)
+        if self.idle_timeout_s <= 0:
+            raise UsageError(f"--idle-timeout-s must be > 0, got {self.idle_timeout_s}")
+        if self.name is not None and not self.name.replace("_", "").replace("-", "").isalnum():
+            raise UsageError(f"--name may hold letters, digits, - and _ only, got {self.name!r}")
+
+    def backend_options(self) -> dict:
+        return {"threads": self.threads} if self.threads else {}
+
+
+@dataclass
+class ExportTritonOptions:
+    model: str = option(help="model folder written by `mspn export`")
+    out: str = option(help="Triton model repository to write (must not exist unless --force)")
+    backend: Literal["onnxruntime", "tensorrt"] = option(
+        "onnxruntime", help="Triton's native backend: onnxruntime (model.onnx) or tensorrt (model.plan "
+                            "from the folder's engines; build them with `mspn build-engine`)")
+    variant: Variant = option("fp32", help="the model folder's graphs to export")
+    name: str | None = option(None, help="model name prefix (default: the folder's name)")
+    instances: int = option(1, help="model instances per GPU (instance_group count)")
+    max_queue_delay_us: int = option(2000, help="dynamic / sequence batcher queue delay in microseconds")
+    max_sequences: int = option(64, help="live sequences of the step model (oldest strategy candidates)")
+    idle_timeout_s: float = option(60.0, help="seconds after which an idle sequence is released")
+    force: bool = option(False, help="replace an existing repository")
+
+    def __post_init__(self):
+        check_literals(self)
+        _positive(self, "instances", "max_sequences")
+        _positive(self, "max_queue_delay_us", minimum=0)
+        if self.idle_timeout_s <= 0:
+            raise UsageError(f"--idle-timeout-s must be > 0, got {self.idle_timeout_s}")

@@ -24,25 +24,16 @@ def predict_array(predictor: Predictor, frames: np.ndarray, horizon: int | None 
         raise MSPNError(f"--horizon must be >= 1, got {horizon}")
     if not isinstance(frames, np.ndarray) or frames.ndim != 5:
         raise MSPNError(f"input must be (B, T, C, H, W), got shape {getattr(frames, 'shape', None)}")
-    parts = []
-    for start in range(0, len(frames), predictor.max_batch):
-        chunk = frames[start:start + predictor.max_batch]
-        if chunk.shape[1] == predictor.context and horizon == predictor.horizon:
-            parts.append(predictor.predict(chunk))
-        else:
-            session = predictor.stream()
-            for t in range(chunk.shape[1]):
-                session.push(chunk[:, t])
-            parts.append(session.rollout(horizon))
-            session.close()
-    return np.concatenate(parts)
+    return predictor.predict(frames, horizon=horizon)
 
 
 def predict_model(args: PredictOptions) -> None:
     """`mspn predict --model DIR --backend B (--input X.npy | --video V) --out OUT`."""
-    if (args.input is None) == (args.video is None):
-        raise UsageError("give exactly one of --input X.npy or --video VIDEO")
+    if sum(x is not None for x in (args.input, args.video, args.source)) != 1:
+        raise UsageError("give exactly one of --input X.npy or --video VIDEO (or --source SRC for live sources)")
     with Predictor.load(args.model, backend=args.backend, variant=args.variant, **args.backend_options()) as predictor:
+        if args.source is not None:
+            return _predict_source(predictor, args)
         if args.video is not None:
             from .video import predict_video
             if args.horizon is not None:
@@ -69,3 +60,19 @@ def predict_model(args: PredictOptions) -> None:
             with open(tmp, "wb") as handle:  # a file object, so np.save does not append ".npy"
                 np.save(handle, predictions, allow_pickle=False)
         print(f"wrote {args.out} {tuple(predictions.shape)} float32")
+
+
+def _predict_source(predictor: Predictor, args: PredictOptions) -> None:
+    from .sources import predict_source
+    if args.horizon is not None or args.gif:
+        raise MSPNError("--horizon and --gif do not apply to --source (use --lead; GIFs need the whole video)")
+    summary = predict_source(predictor, args.source, args.out, stream=args.stream, lead=args.lead,
+                             max_frames=args.max_frames)
+    print(source_summary(args.out, summary))
+
+
+def source_summary(out, summary: dict) -> str:
+    codec = f", codec {summary['codec']}" if summary["codec"] else ""
+    mse = f", mean squared error {summary['mse']:.5f}" if summary["mse"] is not None else ""
+    return (f"wrote {out}: {summary['frames']} frames read, {summary['predictions']} predictions, "
+            f"{summary['compared']} compared with the frame that followed{mse}{codec}")

@@ -7,6 +7,9 @@
     s = p.stream()
     nxt = s.push(frame)               # (B, C, H, W) -> prediction of the next frame (B, C, H, W)
     ahead = s.rollout(n)              # -> the next n frames (B, n, C, H, W), closed loop
+    any_len = p.predict(frames, horizon=12)  # any T and horizon; batches above the max are split
+    for nxt in p.stream().feed(frames_iter):  # (C, H, W) frames one at a time, flat memory
+        ...
 
 One predictor serves several threads at once; each thread uses its own stream sessions.
 """
@@ -82,14 +85,39 @@ class Predictor:
         return self.manifest.batch_max
 
     # --- inference --------------------------------------------------------------------------------
-    def predict(self, frames: np.ndarray) -> np.ndarray:
-        """frames: (B, T_ctx, C, H, W) uint8, or float32 in [0, 1] -> (B, T_pred, C, H, W) float32."""
+    def predict(self, frames: np.ndarray, horizon: int | None = None) -> np.ndarray:
+        """frames: (B, T_ctx, C, H, W) uint8, or float32 in [0, 1] -> (B, T_pred, C, H, W) float32.
+
+        With ``horizon``: (B, T, C, H, W), any T >= 1 -> (B, horizon, C, H, W) through the step
+        graph (push every frame, then roll out); batches above the model's max are split.
+        T == T_ctx and horizon == T_pred still use the rollout graph.
+        """
+        if horizon is not None:
+            return self._predict_any(frames, horizon)
         self._check_open()
         x = self.check_frames(frames, "frames", clip=True)
         with self._activating:
             self.rollout_runner.activate()
         feed = {"frames": x.astype(self.rollout_runner.dtype_of("frames"), copy=False)}
         return np.asarray(self.rollout_runner.infer(feed)["future"], dtype=np.float32)
+
+    def _predict_any(self, frames: np.ndarray, horizon: int) -> np.ndarray:
+        """Any context length and horizon, in chunks of the model's max batch."""
+        if isinstance(horizon, bool) or not isinstance(horizon, (int, np.integer)) or horizon < 1:
+            raise MSPNError(f"horizon must be a whole number >= 1, got {horizon!r}")
+        if not isinstance(frames, np.ndarray) or frames.ndim != 5 or min(frames.shape) < 1:
+            raise MSPNError(f"frames must be (B, T, C, H, W) with T >= 1, got shape {getattr(frames, 'shape', None)}")
+        parts = []
+        for start in range(0, len(frames), self.max_batch):
+            chunk = frames[start:start + self.max_batch]
+            if chunk.shape[1] == self.context and horizon == self.horizon:
+                parts.append(self.predict(chunk))
+                continue
+            with self.stream() as session:
+                for t in range(chunk.shape[1]):
+                    session.push(chunk[:, t])
+                parts.append(session.rollout(int(horizon)))
+        return np.concatenate(parts)
 
     def stream(self) -> StreamSession:
         """A new streaming session (its own recurrent state); one per thread or video stream.
@@ -207,6 +235,17 @@ class StreamSession:
                                 f"the frame has batch {batch}; call reset() first to change it")
             self._advance(x, np.ones(batch, np.float32))
             return self._pending.copy()
+
+    def feed(self, frames):
+        """Push frames from an iterable one at a time, yielding each next-frame prediction.
+
+        frames: (C, H, W) or (B, C, H, W) arrays (uint8, or float32 in [0, 1]); yields float32 of
+        the same layout. Nothing is buffered: memory stays flat whatever the stream's length.
+        """
+        for frame in frames:
+            single = isinstance(frame, np.ndarray) and frame.ndim == 3
+            prediction = self.push(frame[None] if single else frame)
+            yield prediction[0] if single else prediction
 
     def rollout(self, n: int) -> np.ndarray:
         """The next n frames, closed loop: (B, n, C, H, W) float32. Needs at least one push first."""

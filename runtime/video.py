@@ -25,6 +25,22 @@ def _cv2():
     return require("cv2", "runtime", "reading and writing videos")
 
 
+def to_model(image: np.ndarray, size: tuple[int, int], channels: int, order: str) -> np.ndarray:
+    """An OpenCV BGR (H', W', 3) uint8 image -> (C, H, W) uint8 at the model's size and channel order."""
+    cv2 = _cv2()
+    height, width = size
+    # INTER_AREA: the right filter for shrinking, which is the usual direction here.
+    image = cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA)
+    if channels == 1:
+        image = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)[..., None]
+    elif channels == 3:
+        if order == "rgb":
+            image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+    else:
+        raise MSPNError(f"video input needs a model with 1 or 3 channels, this one has {channels}")
+    return np.ascontiguousarray(image.transpose(2, 0, 1))
+
+
 def read_video(path: str | Path, size: tuple[int, int], channels: int, order: str = "bgr",
                max_frames: int = 0) -> tuple[np.ndarray, float]:
     """Frames of a video as (T, C, H, W) uint8 at the model's size, and the video's fps."""
@@ -36,23 +52,13 @@ def read_video(path: str | Path, size: tuple[int, int], channels: int, order: st
     if not capture.isOpened():
         raise MSPNError(f"{path}: OpenCV cannot open this video (unsupported container or codec?)")
     fps = capture.get(cv2.CAP_PROP_FPS) or 25.0
-    height, width = size
     frames = []
     try:
         while not max_frames or len(frames) < max_frames:
             ok, image = capture.read()
             if not ok:
                 break
-            # INTER_AREA: the right filter for shrinking, which is the usual direction here.
-            image = cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA)
-            if channels == 1:
-                image = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)[..., None]
-            elif channels == 3:
-                if order == "rgb":
-                    image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
-            else:
-                raise MSPNError(f"video input needs a model with 1 or 3 channels, this one has {channels}")
-            frames.append(np.ascontiguousarray(image.transpose(2, 0, 1)))
+            frames.append(to_model(image, size, channels, order))
     finally:
         capture.release()
     if not frames:
