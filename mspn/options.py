@@ -356,7 +356,7 @@ class ServeOptions:
     idle_timeout_s: float = option(60.0, help="seconds after which an idle stream is released")
     threads: int | None = option(None, help="CPU threads per model (onnxruntime, openvino)")
     repository: str | None = option(None, help="write the model repository here (default: a temporary folder)")
-    verbose: bool = option(False, help="Triton's verbose log")
+    triton_verbose: bool = option(False, help="Triton's own verbose log (--log-verbose=1)")
 
     def __post_init__(self):
         check_literals(self)

@@ -22,7 +22,7 @@ def start_server(options: ServeOptions, workspace: str | Path | None = None) -> 
     repository = Path(options.repository) if options.repository else workspace / "repository"
     names = write_python_repository(options, repository)
     server = TritonServer(repository, Ports(options.http_port, options.grpc_port, options.metrics_port),
-                          workspace=workspace, verbose=options.verbose)
+                          workspace=workspace, verbose=options.triton_verbose)
     server.start().wait_ready()
     return server, names
 

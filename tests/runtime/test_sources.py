@@ -92,17 +92,17 @@ def test_stdin_raw_frames(predictor, tiny, clips, tmp_path, subprocess_env):
     partial = subprocess.run([sys.executable, "-m", "mspn", "predict", "--model", str(tiny["model"]), "--source",
                               "-", "--stream", "--out", str(tmp_path / "t.npy")], input=raw.tobytes()[:-7],
                              capture_output=True, env=subprocess_env, timeout=300)
-    assert partial.returncode == 2 and b"partial frame of 1017 bytes" in partial.stderr
+    assert partial.returncode == 1 and b"partial frame of 1017 bytes" in partial.stderr
     assert not (tmp_path / "t.npy").exists()
 
 
 def test_source_errors(tiny, tmp_path, capsys):
     model = ["predict", "--model", str(tiny["model"])]
-    assert main([*model, "--source", str(tmp_path / "none.mp4"), "--out", str(tmp_path / "o.npy")]) == 2
+    assert main([*model, "--source", str(tmp_path / "none.mp4"), "--out", str(tmp_path / "o.npy")]) == 1
     assert "source not found" in capsys.readouterr().err
-    assert main([*model, "--source", str(tmp_path), "--out", str(tmp_path / "o.npy")]) == 2
+    assert main([*model, "--source", str(tmp_path), "--out", str(tmp_path / "o.npy")]) == 1
     assert "no images" in capsys.readouterr().err
-    assert main([*model, "--source", "-", "--out", str(tmp_path / "o.txt")]) == 2
+    assert main([*model, "--source", "-", "--out", str(tmp_path / "o.txt")]) == 1
     assert "unknown output kind" in capsys.readouterr().err
 
 

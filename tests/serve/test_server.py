@@ -119,18 +119,18 @@ def test_predict_server_unreachable(tmp_path, video, capsys):
     from mspn.serve.triton import free_port
 
     assert main(["predict", "--server", f"127.0.0.1:{free_port()}", "--video", str(video), "--out",
-                 str(tmp_path / "p.npy")]) == 2
+                 str(tmp_path / "p.npy")]) == 1
     assert "cannot reach a Triton server" in capsys.readouterr().err
 
 
 def test_serve_cli_errors(tiny, tmp_path, capsys):
     from mspn.cli import main
 
-    assert main(["serve", "--model", str(tiny["model"]), "--max-batch", "64"]) == 2
+    assert main(["serve", "--model", str(tiny["model"]), "--max-batch", "64"]) == 1
     assert "--max-batch 64 exceeds the model folder's batch range 1..8" in capsys.readouterr().err
-    assert main(["serve", "--model", str(tmp_path / "none")]) == 2
+    assert main(["serve", "--model", str(tmp_path / "none")]) == 1
     assert "model folder not found" in capsys.readouterr().err
-    assert main(["serve", "--model", str(tiny["model"]), "--variant", "int8"]) == 2
+    assert main(["serve", "--model", str(tiny["model"]), "--variant", "int8"]) == 1
     assert "no int8 rollout graph" in capsys.readouterr().err
 
 
