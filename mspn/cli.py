@@ -67,7 +67,8 @@ def _add_predict(sub):
         if options.input is None:
             raise MSPNError("--input is required (or --model with --video)")
         from mspn.predict import predict_file
-        predictions = predict_file(options.ckpt, options.input, options.horizon, options.out)
+        predictions = predict_file(options.ckpt, options.input, options.horizon, options.out,
+                                   max_horizon=options.max_horizon)
         print(f"wrote {options.out} {tuple(predictions.shape)} float32")
     _command(sub, "predict", "predict future frames: .npy clips or a video, checkpoint or model folder",
              PredictOptions, run)
