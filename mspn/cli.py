@@ -282,8 +282,13 @@ def _add_bench(sub):
 
     def run(options):
         from mspn.bench.run import run_bench
-        run_bench(options)
+        report = run_bench(options)
         print(f"wrote {options.report}")
+        results = report.get("results", [])
+        if not any(r.get("status") == "ok" for r in results):  # a report of failures is not a benchmark
+            failed = sum(r.get("status") == "failed" for r in results)
+            raise MSPNError(f"no measurement succeeded ({failed} failed, {len(results) - failed} skipped or "
+                            f"other); see {options.report}")
     _command(sub, "bench", "parity and latency of every backend x variant of a model folder", BenchOptions, run)
 
 
