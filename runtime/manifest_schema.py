@@ -27,6 +27,7 @@ MAX_ITEMS = 10_000              # bound on any list or object the runtime reads
 MAX_TEXT = 1024                 # bound on any name or path
 SYMBOL = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")  # a dynamic axis ("batch")
 DTYPES = ("float32", "float16", "int64", "int32")
+VARIANT_TAGS = ("fp32", "fp16", "int8")
 
 
 def bounded(low: int, high: int = MAX_DIM, **kwargs):
@@ -115,7 +116,20 @@ class ManifestSchema:
     def check(self, where: str) -> None:
         for name, digest in self.files.items():
             if not re.fullmatch(r"[0-9a-f]{64}", digest):
-                raise MSPNError(f"{where}.files.{name}: {digest[:70]!r} is not a hex SHA-256")
+                raise MSPNError(f"files.{name}: {digest[:70]!r} is not a hex SHA-256")
+        used: dict[str, str] = {}
+        for kind, variants in self.graphs.items():
+            for variant, entry in variants.items():
+                here = f"graphs.{kind}.{variant}.file"
+                if entry.file in used:  # one file cannot be two graphs (an int8 file served as fp32)
+                    raise MSPNError(f"{here}: {entry.file} is also {used[entry.file]}")
+                used[entry.file] = here
+                # export names variant files rollout.int8.onnx, ...: a tag naming another variant
+                # means the entry points at the wrong graph
+                tags = {part for part in PurePosixPath(entry.file).name.split(".") if part in VARIANT_TAGS}
+                if tags - {variant}:
+                    raise MSPNError(f"{here}: {entry.file} is named as a {', '.join(sorted(tags))} graph, "
+                                    f"not {variant}")
 
 
 REQUIRED = tuple(f.name for f in dataclasses.fields(ManifestSchema)
