@@ -17,11 +17,13 @@ from tests.runtime.conftest import clips, model_copy, tiny, video  # noqa: F401 
 
 
 def refuse(argv: list[str], capsys) -> str:
-    """Run `mspn ARGV`: exit 2, exactly one line on stderr, no traceback; returns the line."""
+    """Run `mspn ARGV`: exit 2, exactly one message line on stderr (progress bars aside), no
+    traceback; returns the line."""
     code = main([str(a) for a in argv])
     err = capsys.readouterr().err
-    assert code == 2 and err.count("\n") == 1 and "Traceback" not in err, (code, err)
-    return err
+    lines = [line for line in err.split("\n") if line and "\r" not in line]  # tqdm redraws with \r
+    assert code == 2 and len(lines) == 1 and "Traceback" not in err, (code, err)
+    return lines[0]
 
 
 def snapshot(folder: Path) -> dict:

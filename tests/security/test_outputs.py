@@ -117,3 +117,23 @@ def test_video_writer_refuses_a_fifo_and_follows_the_umask(tmp_path):
         os.umask(old)
     assert stat.S_IMODE((tmp_path / "w.avi").stat().st_mode) == 0o644
     assert sorted(p.name for p in tmp_path.iterdir()) == ["v.avi", "w.avi"]  # no temporaries left
+
+
+def test_failing_overwrite_leaves_the_old_dataset_intact(tmp_path, capsys, monkeypatch):
+    from mspn.cli import main
+
+    out = tmp_path / "data"
+    assert main(["data", "synth", "--out", str(out), "--videos", "2,1,1", "--frames", "4"]) == 0
+    capsys.readouterr()
+    before = snapshot(out)
+    import mspn.data.synth as synth
+
+    def broken(*args, **kwargs):
+        raise MSPNError("the generator failed half-way")
+    monkeypatch.setattr(synth, "bouncing_video", broken)  # a failure after the writer has started
+    assert "failed half-way" in refuse(["data", "synth", "--out", out, "--videos", "2,1,1", "--overwrite"], capsys)
+    after = {k: v for k, v in snapshot(out).items() if not k.startswith(".staging-")}
+    assert after == before
+    monkeypatch.undo()
+    assert main(["data", "synth", "--out", str(out), "--videos", "3,1,1", "--frames", "4", "--overwrite"]) == 0
+    assert len(list((out / "train").iterdir())) == 3 and not list(out.glob(".staging-*"))
