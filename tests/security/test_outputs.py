@@ -137,3 +137,12 @@ def test_failing_overwrite_leaves_the_old_dataset_intact(tmp_path, capsys, monke
     monkeypatch.undo()
     assert main(["data", "synth", "--out", str(out), "--videos", "3,1,1", "--frames", "4", "--overwrite"]) == 0
     assert len(list((out / "train").iterdir())) == 3 and not list(out.glob(".staging-*"))
+
+
+def test_eval_checks_its_report_and_pictures_before_any_work(tiny, tmp_path, capsys):
+    os.mkfifo(tmp_path / "r_strip.png")
+    before = snapshot(tmp_path)
+    err = refuse(["eval", "--ckpt", tiny["ckpt"], "--data", tmp_path / "no-data", "--report", tmp_path / "r.json"],
+                 capsys)
+    assert "r_strip.png exists and is a FIFO" in err  # before the missing dataset is even looked at
+    assert snapshot(tmp_path) == before
