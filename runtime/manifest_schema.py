@@ -10,6 +10,7 @@ free-form JSON. Torch-free.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
 import re
@@ -182,11 +183,17 @@ def _kind(value) -> str:
             float: "a number", type(None): "null"}.get(type(value), type(value).__name__)
 
 
+@functools.cache
+def _hints(cls) -> dict:
+    """The resolved annotations of a schema class (resolving them per call dominated load time)."""
+    return typing.get_type_hints(cls)
+
+
 def build(cls, value, where: str):
     """A ``cls`` dataclass from a JSON object, every field checked against its annotation."""
     if not isinstance(value, dict):
         raise MSPNError(f"{where or 'the manifest'} must be an object, got {_kind(value)}")
-    hints = typing.get_type_hints(cls)
+    hints = _hints(cls)
     kwargs = {}
     for f in dataclasses.fields(cls):
         child = f"{where}.{f.name}" if where else f.name

@@ -79,7 +79,7 @@ def test_stream_rollout_of_a_million_frames_is_refused(tiny, clips):
         assert session.rollout(2).shape == (1, 2, 1, 32, 32)  # the session still works
 
 
-def test_reset_during_a_rollout_in_another_thread_is_refused(tiny, clips):
+def test_reset_during_a_rollout_in_another_thread_is_refused(tiny, clips, monkeypatch):
     with Predictor.load(tiny["model"]) as predictor:
         session = predictor.stream()
         session.push(clips[:1, 0])
@@ -91,7 +91,7 @@ def test_reset_during_a_rollout_in_another_thread_is_refused(tiny, clips):
             release.wait(10)
             return step(*args, **kwargs)
 
-        session._runner.step = slow_step
+        monkeypatch.setattr(session._runner, "step", slow_step)
         results = {}
         worker = threading.Thread(target=lambda: results.update(out=session.rollout(3)))
         worker.start()
@@ -100,7 +100,7 @@ def test_reset_during_a_rollout_in_another_thread_is_refused(tiny, clips):
             session.reset()
         release.set()
         worker.join(10)
-        session._runner.step = step
+        monkeypatch.undo()
         assert results["out"].shape == (1, 3, 1, 32, 32) and np.isfinite(results["out"]).all()
         session.reset()
         assert session.batch is None

@@ -56,7 +56,7 @@ def _load_everything(folder):
     return manifest
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.data())
 def test_random_manifests_load_or_are_refused(tiny, folder, data):
     raw = json.loads((tiny["model"] / "manifest.json").read_text())  # the pristine one
@@ -84,7 +84,7 @@ SHAPES = st.one_of(hnp.array_shapes(min_dims=0, max_dims=6, min_side=0, max_side
                              st.sampled_from([32, 31]), st.just(32)))
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(frames=hnp.arrays(DTYPES, SHAPES))
 def test_random_arrays_predict_or_are_refused(predictor, frames):
     try:
