@@ -31,7 +31,7 @@ demo: env
 	$(PY) -m mspn eval --ckpt $(DEMO)/run/best.pt --data $(DEMO)/data --untrained --report $(DEMO)/eval/short-run/report.json; \
 	$(PY) -m mspn eval --ckpt models/tiny/best.pt --data $(DEMO)/data --untrained --report $(DEMO)/eval/tiny/report.json; \
 	$(PY) -m mspn eval --ckpt models/mnist-small/best.pt --data $(DEMO)/data64 --untrained --report $(DEMO)/eval/mnist-small/report.json; \
-	$(PY) -m mspn export --ckpt models/tiny/best.pt --out $(DEMO)/model --precision fp32,fp16,int8 --calib $(DEMO)/data --data $(DEMO)/data; \
+	$(PY) -m mspn export --ckpt models/tiny/best.pt --out $(DEMO)/model --variants fp32,fp16,int8 --calib $(DEMO)/data --data $(DEMO)/data; \
 	$(PY) -m mspn bench --model $(DEMO)/model --ckpt models/tiny/best.pt --data $(DEMO)/data --backends torch,onnxruntime,openvino --variants fp32,fp16,int8 --runs 20 --report $(DEMO)/bench/bench.json; \
 	echo; echo "demo done: evaluations $(DEMO)/eval/{short-run,tiny,mnist-small}/ (report.json, plots, strips, GIFs), model folder $(DEMO)/model/, benchmark $(DEMO)/bench/"
 

@@ -2,7 +2,7 @@
 the parity figures, each config in its own subprocess (so peak RSS is that export's alone).
 
     python benchmarks/export_cost.py --runs tiny:5:5 paper-mnist:10:10 paper-rgb:10:10
-    python benchmarks/export_cost.py --runs paper-rgb:10:30 --precision fp32
+    python benchmarks/export_cost.py --runs paper-rgb:10:30 --variants fp32
     python benchmarks/export_cost.py --runs tiny:10:30 --rollout traced      # the old, traced rollout
 
 A run is CONFIG:CONTEXT:HORIZON[:SIZE]. Weights are random (seeded), with the prediction convs
@@ -46,7 +46,7 @@ def child(run: str, precision: str, exporter: str, rollout: str, work: str) -> d
     out = Path(work) / "folder"
     start = time.perf_counter()
     manifest = export_model(ExportOptions(ckpt=str(ckpt), out=str(out), context=int(context),
-                                          horizon=int(horizon), precisions=precision,
+                                          horizon=int(horizon), variants=precision,
                                           exporter=exporter, rollout=rollout, verify_clips=1))
     wall = time.perf_counter() - start
     fp32 = manifest["verification"]["fp32"]
@@ -66,7 +66,7 @@ def child(run: str, precision: str, exporter: str, rollout: str, work: str) -> d
 def parent(runs: list[str], precision: str, exporter: str, rollout: str) -> None:
     for run in runs:
         with tempfile.TemporaryDirectory(prefix="export_cost.") as work:
-            proc = subprocess.Popen([sys.executable, __file__, "--child", run, "--precision", precision,
+            proc = subprocess.Popen([sys.executable, __file__, "--child", run, "--variants", precision,
                                      "--exporter", exporter, "--rollout", rollout, "--work", work],
                                     stdout=subprocess.PIPE, text=True)
             output = proc.stdout.read()
@@ -94,16 +94,16 @@ def parent(runs: list[str], precision: str, exporter: str, rollout: str) -> None
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", nargs="+", default=["tiny:5:5", "paper-mnist:10:10"])
-    parser.add_argument("--precision", default="fp32")
+    parser.add_argument("--variants", default="fp32", help="model folder variants to export, comma-separated")
     parser.add_argument("--exporter", default="auto")
     parser.add_argument("--rollout", default="unrolled", choices=["unrolled", "traced"])
     parser.add_argument("--child")
     parser.add_argument("--work")
     args = parser.parse_args()
     if args.child:
-        print(json.dumps(child(args.child, args.precision, args.exporter, args.rollout, args.work)))
+        print(json.dumps(child(args.child, args.variants, args.exporter, args.rollout, args.work)))
     else:
-        parent(args.runs, args.precision, args.exporter, args.rollout)
+        parent(args.runs, args.variants, args.exporter, args.rollout)
 
 
 if __name__ == "__main__":

@@ -4,6 +4,9 @@ Reference: the fp32 rollout/step ONNX graphs on ONNX Runtime's CPU provider. Eve
 (PyTorch on CPU and CUDA, ONNX Runtime CUDA and TensorRT providers, native TensorRT fp32 / fp16 /
 int8 engines) is compared with it on the same clips, for predict() (rollout graph) and for a
 stream (push T_ctx frames, then rollout(T_pred + 3) on the step graph, state on the device).
+A step engine built with `build-engine --hardware-compat` (Ampere plus) must stream the same.
+The graphs read their weights from the folder's shared external file (weights*.bin), so the
+engine build also checks that TensorRT's ONNX parser finds it.
 PyTorch CPU vs the reference is the ONNX == PyTorch check. Each path is then timed: predict()
 of batch 1 and one streaming step (median and p90 after warm-up).
 """
@@ -92,7 +95,7 @@ def make_model(folder: Path) -> tuple[Path, Path]:
     ckpt = folder / "tiny.pt"
     save_checkpoint(ckpt, config, model.state_dict())
     log("exporting tiny model (fp32, fp16, int8) ...")
-    export_model(ExportOptions(ckpt=str(ckpt), out=str(folder / "model"), precisions=("fp32", "fp16", "int8"),
+    export_model(ExportOptions(ckpt=str(ckpt), out=str(folder / "model"), variants=("fp32", "fp16", "int8"),
                                progress=False))
     return folder / "model", ckpt
 
@@ -128,6 +131,41 @@ def time_path(predictor, clips: np.ndarray, seconds: float) -> dict:
     q = lambda xs, p: float(np.percentile(xs, p) * 1000)  # noqa: E731
     return {"predict_ms_median": q(times, 50), "predict_ms_p90": q(times, 90), "predict_runs": len(times),
             "step_ms_median": q(steps, 50), "step_ms_p90": q(steps, 90), "step_runs": len(steps)}
+
+
+def hardware_compat_check(check, model: Path, tmp: Path, clips: np.ndarray) -> None:
+    """`build-engine --hardware-compat`: an Ampere-plus fp32 step engine, recorded as such in the
+    manifest, loaded here and streaming what the plain fp32 step engine streams."""
+    from mspn.runtime import Manifest, Predictor
+    from mspn.runtime.tensorrt_build import build_engine
+
+    if check.time_left() < 200:
+        check.skip("build-engine --hardware-compat", "time budget used up")
+        return
+    label = "tensorrt fp32 step, --hardware-compat engine"
+    compat = tmp / "model-hardware-compat"
+    shutil.copytree(model, compat, ignore=shutil.ignore_patterns("*.engine", ".cache"))
+    try:
+        build_engine(compat, "fp32", workspace_gib=2, graphs=("step",), hardware_compat=True, log=log)
+        shutil.copy(model / "rollout.fp32.engine", compat / "rollout.fp32.engine")  # only loaded, never run
+        from mspn.runtime.tensorrt_build import _record_engines
+        _record_engines(compat, {"rollout.fp32.engine": Manifest.load(model).engines["rollout.fp32.engine"]})
+        record = Manifest.load(compat).engines["step.fp32.engine"]
+        outputs = {}
+        for name, folder in (("plain", model), ("compat", compat)):
+            with Predictor.load(folder, backend="tensorrt", variant="fp32") as predictor:
+                outputs[name] = run_path(predictor, clips)["stream"]
+        gap = float(np.abs(outputs["plain"] - outputs["compat"]).max())
+        ok = record.get("hardware_compatibility") == "ampere_plus" and gap <= TOLERANCE["fp32"]
+        check.results["parity"][label] = {"max_abs_vs_plain_engine": gap, "record": record, "ok": ok}
+        log(f"--- {label}: recorded {record.get('hardware_compatibility')}, stream max abs vs the plain engine "
+            f"{gap:.2e} {'OK' if ok else 'FAILED'}")
+        if not ok:
+            check.failed.append(f"{label}: {record.get('hardware_compatibility')}, max abs {gap:.2e}")
+    except Exception as exc:
+        check.failed.append(f"{label}: {exc}")
+        check.results["parity"][label] = {"ok": False, "error": str(exc)[:1000]}
+        log(f"FAILED {label}: {exc}")
 
 
 def main() -> int:
@@ -179,6 +217,9 @@ def main() -> int:
                     check.results["engines"][variant] = {"ok": False, "error": str(exc)[:1000]}
                     check.failed.append(f"build-engine {variant}: {exc}")
                     log(f"FAILED build-engine {variant}: {exc}")
+
+        if trt_ok and check.results["engines"].get("fp32", {}).get("ok"):
+            hardware_compat_check(check, model, tmp, clips)
 
         # --- paths -----------------------------------------------------------------------------
         paths = [("onnxruntime-cpu fp32 (reference)", "onnxruntime", "fp32", {})]

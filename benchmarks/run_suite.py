@@ -146,7 +146,7 @@ def model_folder(entry: dict, ckpt: Path) -> Path:
         return out
     data = dataset(entry["config"])
     mspn("export", "--ckpt", str(ckpt), "--out", str(out), "--context", str(CONTEXT),
-         "--horizon", str(entry["horizon"]), "--precision", stamp["precision"], "--calib", str(data),
+         "--horizon", str(entry["horizon"]), "--variants", stamp["precision"], "--calib", str(data),
          "--calib-clips", str(entry["calib"]), "--data", str(data), "--force")
     stamp_file.write_text(json.dumps(stamp))
     return out

@@ -34,13 +34,14 @@ class ExportedGraph:
 
 @contextlib.contextmanager
 def _quiet():
-    """The exporters print progress and warnings meant for interactive use; keep tqdm readable."""
+    """The exporters log and warn for interactive use; keep tqdm readable. Only their own loggers are
+    touched (torch.onnx's progress prints are off through verbose=False), never stdout."""
     loggers = [logging.getLogger(n) for n in ("torch.onnx", "torch.export", "torch._dynamo", "onnxscript")]
     levels = [lg.level for lg in loggers]
     for lg in loggers:
         lg.setLevel(logging.ERROR)
     try:
-        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+        with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             yield
     finally:
@@ -98,7 +99,7 @@ def export_proto(module: nn.Module, example: tuple[torch.Tensor, ...], spec: Exp
             program = torch.onnx.export(
                 module, example, input_names=in_names, output_names=out_names,
                 dynamic_shapes=_dynamo_shapes(module, example, spec), opset_version=spec.opset,
-                dynamo=True, external_data=False, optimize=True, verify=False, report=False)
+                dynamo=True, external_data=False, optimize=True, verify=False, report=False, verbose=False)
             model = program.model_proto
         else:
             buffer = io.BytesIO()

@@ -5,6 +5,7 @@ every check passed, so a failure leaves no half-written model folder.
 """
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import sys
@@ -50,7 +51,7 @@ def make_spec(options: ExportOptions, checkpoint) -> ExportSpec:
         hidden=model.hidden, size_multiple=model.size_multiple, channel_order=order,
         opset=options.opset, static_batch=options.static_batch,
         batch_max=max(1, options.max_batch), batch_opt=1,
-        precisions=tuple(options.precisions), fp32_max_abs=options.tolerance,
+        precisions=tuple(options.variants), fp32_max_abs=options.tolerance,
         psnr_floor=options.psnr_floor, verify_seed=options.seed, config=config.to_dict(),
     ).validate()
 
@@ -254,7 +255,7 @@ def _load_inputs(spec: ExportSpec, options: ExportOptions):
 
 def _export_into(work: Path, spec: ExportSpec, options: ExportOptions, checkpoint, inputs: dict,
                  data_info: dict | None, calib: np.ndarray | None) -> dict:
-    from tqdm import tqdm
+    from mspn.progress import tqdm
 
     stages = 5 + 2 * (len(spec.precisions) - 1)
     # Closed on failure too, so the error line is the last thing printed.
@@ -303,6 +304,7 @@ def _stages(bar, work: Path, spec: ExportSpec, options: ExportOptions, checkpoin
         verification["variants"][variant] = record
         for graph in GRAPHS:
             graphs[graph][variant] = spec.graph_entry(graph, variant)
+    _finalize_graphs(run, graphs, export_records)
     trt = _preflight(run)
     manifest = _write_manifest(run, export_records, graphs, verification, trt, started)
     bar.close()  # before the warnings, so they are not interleaved with the bar
@@ -398,6 +400,26 @@ def _check_floor(run: _Run, variant: str, record: dict) -> None:
                             f"is below the floor {run.spec.psnr_floor:g} dB")
 
 
+def _finalize_graphs(run: _Run, graphs: dict, export_records: dict) -> None:
+    """Each variant's graphs rewritten with their facts in metadata_props and their weights in one
+    shared external file (export/finalize.py), listed in the manifest's graph entries."""
+    from mspn.export.finalize import finalize_variant
+    from mspn.export.manifest import package_versions
+
+    run.stage("shared weights, metadata")
+    spec = run.spec
+    common = {"format": "mspn-model", "config": spec.name, "mspn_version": package_versions()["mspn"],
+              "context": spec.context, "horizon": spec.horizon, "frame_size": f"{spec.height}x{spec.width}",
+              "channels": spec.channels, "channel_order": spec.channel_order, "opset": spec.opset,
+              "batch": "{min}..{max}".format(**spec.batch_profile()), "state_names": spec.state_names()}
+    facts = {g: {**common, "exporter": export_records[g]["exporter"]} for g in GRAPHS}
+    for variant in spec.precisions:
+        paths = {g: run.work / spec.graph_file(g, variant) for g in GRAPHS}
+        external = finalize_variant(paths, variant, facts)
+        for graph in GRAPHS:
+            graphs[graph][variant]["external"] = external
+
+
 def _preflight(run: _Run) -> dict:
     """TensorRT's pre-flight of every graph file, as TensorRT would parse it."""
     from mspn.export.preflight import preflight
@@ -439,13 +461,13 @@ def _write_manifest(run: _Run, export_records: dict, graphs: dict, verification:
 
 
 def _print_warnings(warnings: list, trt: dict) -> None:
+    log = logging.getLogger("mspn.export")
     for text in warnings:
-        print(f"WARNING: {text}", file=sys.stderr)
+        log.warning(f"WARNING: {text}")
     for name, result in trt.items():
         if not result["ok"]:
-            print(f"WARNING: TensorRT pre-flight of {name}: unsupported ops {result['unsupported_ops']}, "
-                  f"dynamic dims {result['dynamic_dims']}, Q/DQ issues {result['qdq_issues']['count']}",
-                  file=sys.stderr)
+            log.warning(f"WARNING: TensorRT pre-flight of {name}: unsupported ops {result['unsupported_ops']}, "
+                        f"dynamic dims {result['dynamic_dims']}, Q/DQ issues {result['qdq_issues']['count']}")
 
 
 def _graph_builders(model, spec: ExportSpec, init: dict, rollout: str, work: Path) -> tuple[dict, dict]:

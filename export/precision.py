@@ -153,13 +153,7 @@ def to_int8(src, dst: str | Path, feeds: list[Mapping[str, np.ndarray]]) -> dict
                 "activation_type": "QUInt8 (asymmetric; symmetric int8 for TensorRT at engine build)",
                 "bias": "int32 (folded to float for TensorRT at engine build)", "calibrate_method": "MinMax",
                 "samples": len(feeds), "op_types": list(INT8_OP_TYPES), "nodes_quantized": counts}
-    quant_logger = logging.getLogger("onnxruntime.quantization")
-    root_level = logging.getLogger().level
-    previous = quant_logger.level
-    quant_logger.setLevel(logging.ERROR)
-    # quantize_static logs its "please run pre-processing" advice on the root logger.
-    logging.getLogger().setLevel(logging.ERROR)
-    try:
+    with _quantizer_logs_quiet():
         quantize_static(
             model, str(dst), FeedReader(feeds), quant_format=QuantFormat.QDQ, per_channel=True,
             weight_type=QuantType.QInt8, activation_type=QuantType.QUInt8,
@@ -171,7 +165,41 @@ def to_int8(src, dst: str | Path, feeds: list[Mapping[str, np.ndarray]]) -> dict
             # symmetric int8 graph TensorRT gets would not have.
             extra_options={"ActivationSymmetric": False, "WeightSymmetric": True, "QuantizeBias": True,
                            "QDQKeepRemovableActivations": True})
-    finally:
-        quant_logger.setLevel(previous)
-        logging.getLogger().setLevel(root_level)
     return settings
+
+
+class _ModuleLogging:
+    """Stands in for the `logging` module inside onnxruntime.quantization's modules: their
+    module-level calls (logging.warning(...), which log on the root logger and, when it has no
+    handler yet, configure it for the whole process) go to one named logger instead."""
+
+    def __init__(self, logger: logging.Logger):
+        self._logger = logger
+
+    def __getattr__(self, name):
+        if name in ("debug", "info", "warning", "error", "critical", "exception", "log"):
+            return getattr(self._logger, name)
+        return getattr(logging, name)
+
+
+@contextlib.contextmanager
+def _quantizer_logs_quiet():
+    """While quantizing: onnxruntime.quantization's messages (e.g. its advice to pre-process, which
+    does not apply: nodes are chosen by name on the graph as exported) go to its own logger, held
+    at ERROR. The root logger and stdout are left alone."""
+    import sys
+
+    quant_logger = logging.getLogger("onnxruntime.quantization")
+    previous = quant_logger.level
+    quant_logger.setLevel(logging.ERROR)
+    stand_in = _ModuleLogging(quant_logger)
+    swapped = [module for name, module in list(sys.modules.items())
+               if name.startswith("onnxruntime.quantization") and getattr(module, "logging", None) is logging]
+    for module in swapped:
+        module.logging = stand_in
+    try:
+        yield
+    finally:
+        for module in swapped:
+            module.logging = logging
+        quant_logger.setLevel(previous)

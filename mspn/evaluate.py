@@ -17,7 +17,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from mspn.baselines import BASELINES, compare
 from mspn.checkpoint import load_checkpoint
@@ -25,6 +24,7 @@ from mspn.errors import MSPNError
 from mspn.fileio import atomic_path, atomic_write_figure, atomic_write_json, check_output
 from mspn.metrics import StepMetrics, load_lpips
 from mspn.options import EvalOptions
+from mspn.progress import tqdm
 
 SHOWN_CLIPS = 4  # clips drawn in the strip and the GIF
 # Table columns: (metric, header, format); LPIPS is added when it was measured.

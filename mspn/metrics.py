@@ -25,12 +25,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 from mspn.errors import MSPNError
+from mspn.frame_metrics import SSIM_WINDOW, frame_psnr_ssim  # noqa: F401  (re-exported)
 
 ALEXNET_FILE = "alexnet-owt-7be5be79.pth"  # torchvision's name for the ImageNet AlexNet weights
-SSIM_WINDOW = 7
 # AlexNet's second max-pool needs a 3x3 input, which a side shorter than 31 pixels cannot give
 # (conv 11/4 pad 2 -> pool 3/2 -> conv 5 pad 2 -> pool 3/2).
 LPIPS_MIN_SIDE = 31
@@ -139,21 +138,6 @@ def load_lpips(weights: str | Path | None = None,
     scorer = LPIPSScorer(path)
     return scorer, {**status, "status": "ok", "reportable": True, "reason": "",
                     "weights": str(path)}
-
-
-def frame_psnr_ssim(prediction: np.ndarray, target: np.ndarray) -> tuple[float, float]:
-    """One frame pair (C, H, W) -> (PSNR, SSIM) with data_range 1, as the paper computes them."""
-    if min(target.shape[-2:]) < SSIM_WINDOW:
-        raise MSPNError(f"SSIM needs frames of at least {SSIM_WINDOW}x{SSIM_WINDOW} "
-                        f"(its window), got {target.shape[-2]}x{target.shape[-1]}")
-    with np.errstate(divide="ignore"):  # an exact prediction gives PSNR +inf, skimage's answer
-        psnr = peak_signal_noise_ratio(target, prediction, data_range=1.0)
-    if target.shape[0] == 1:
-        ssim = structural_similarity(target[0], prediction[0], win_size=SSIM_WINDOW, data_range=1.0)
-    else:
-        ssim = structural_similarity(np.moveaxis(target, 0, -1), np.moveaxis(prediction, 0, -1),
-                                     win_size=SSIM_WINDOW, data_range=1.0, channel_axis=-1)
-    return float(psnr), float(ssim)
 
 
 def _as_numpy(x) -> np.ndarray:

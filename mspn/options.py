@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import sys
 import typing
+import warnings
 from dataclasses import MISSING, dataclass, field
 from typing import Literal
 
-from mspn.errors import MSPNError
+from mspn.errors import UsageError
 from mspn.export.spec import PRECISIONS
 
 Backend = Literal["onnxruntime", "openvino", "tensorrt", "torch"]
@@ -25,10 +27,12 @@ Variant = Literal["fp32", "fp16", "int8"]
 
 
 def option(default=MISSING, *, help: str, flag: str | None = None, parse=None, metavar: str | None = None,
-           action: str | None = None, positional: bool = False, default_factory=MISSING):
-    """A dataclass field that is also a command-line option (``--field-name`` unless ``flag``)."""
+           action: str | None = None, positional: bool = False, default_factory=MISSING,
+           deprecated: tuple[str, ...] = ()):
+    """A dataclass field that is also a command-line option (``--field-name`` unless ``flag``);
+    ``deprecated``: old spellings that still work, with a note naming the new one."""
     metadata = {"help": help, "flag": flag, "parse": parse, "metavar": metavar, "action": action,
-                "positional": positional}
+                "positional": positional, "deprecated": deprecated}
     if default_factory is not MISSING:
         return field(default_factory=default_factory, metadata=metadata)
     return field(default=default, metadata=metadata)
@@ -48,8 +52,8 @@ def precision_list(text: str) -> tuple[str, ...]:
     items = tuple(dict.fromkeys(p.strip().lower() for p in text.split(",") if p.strip()))
     unknown = [p for p in items if p not in PRECISIONS]
     if unknown or not items:
-        raise MSPNError(f"unknown precision {', '.join(map(repr, unknown)) or repr(text)}; "
-                        f"choose from {', '.join(PRECISIONS)} (comma-separated)")
+        raise UsageError(f"unknown variant {', '.join(map(repr, unknown)) or repr(text)}; "
+                         f"choose from {', '.join(PRECISIONS)} (comma-separated)")
     return items if "fp32" in items else ("fp32",) + items
 
 
@@ -104,7 +108,24 @@ def add_arguments(parser, cls) -> None:
             if default not in (None, False, ()) and kwargs.get("action") != "append":
                 shown = ",".join(default) if isinstance(default, tuple) else default
                 kwargs["help"] += f" (default: {shown})"
-        parser.add_argument(meta["flag"] or "--" + f.name.replace("_", "-"), dest=f.name, **kwargs)
+        flag = meta["flag"] or "--" + f.name.replace("_", "-")
+        parser.add_argument(flag, dest=f.name, **kwargs)
+        for old in meta["deprecated"]:
+            parser.add_argument(old, dest=f.name, action=DeprecatedAlias, new=flag, type=kwargs.get("type"),
+                                metavar=kwargs.get("metavar"), help=argparse.SUPPRESS, default=argparse.SUPPRESS)
+
+
+class DeprecatedAlias(argparse.Action):
+    """An old spelling of an option (or a positional) that still works, with a note on stderr."""
+
+    def __init__(self, option_strings, dest, new: str, **kwargs):
+        self.new = new
+        super().__init__(option_strings, dest, **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        old = option_string or f"the positional {self.metavar or self.dest.upper()}"
+        print(f"{parser.prog}: note: {old} is deprecated; use {self.new}", file=sys.stderr)
+        setattr(namespace, self.dest, values)
 
 
 def from_args(cls, args: argparse.Namespace):
@@ -124,7 +145,7 @@ def check_literals(options) -> None:
         if typing.get_origin(base) is Literal and not (optional and value is None):
             choices = typing.get_args(base)
             if value not in choices:
-                raise MSPNError(f"{f.name.replace('_', '-')} must be one of {', '.join(map(str, choices))}, "
+                raise UsageError(f"{f.name.replace('_', '-')} must be one of {', '.join(map(str, choices))}, "
                                 f"got {value!r}")
 
 
@@ -132,7 +153,7 @@ def _positive(options, *names: str, minimum: int = 1) -> None:
     for name in names:
         value = getattr(options, name)
         if value is not None and value < minimum:
-            raise MSPNError(f"--{name.replace('_', '-')} must be >= {minimum}, got {value}")
+            raise UsageError(f"--{name.replace('_', '-')} must be >= {minimum}, got {value}")
 
 
 # --- the commands' options -------------------------------------------------------------------------
@@ -176,14 +197,15 @@ class PredictOptions:
                            "real | predicted frames with --video")
     ckpt: str | None = option(None, help="PyTorch checkpoint to predict with (with --model: the torch "
                                          "backend's weights)")
-    model: str | None = option(None, help="exported model folder, run torch-free on --backend")
+    model: str | None = option(None, metavar="DIR", help="exported model folder, run torch-free on --backend")
     input: str | None = option(None, help=".npy (B, T, C, H, W) uint8 or float32 in [0, 1]")
     horizon: int | None = option(None, help="frames to predict (default: the model's or the config's)")
     max_horizon: int = option(1000, help="refuse a --horizon above this (a runaway request would run for hours)")
     backend: Backend = option("onnxruntime", help="backend for --model")
-    variant: Variant = option("fp32", help="the model folder's graphs to run")
-    provider: Literal["cpu", "cuda", "tensorrt"] | None = option(None, help="onnxruntime provider")
-    precision: Literal["f32", "bf16"] | None = option(None, help="openvino inference precision")
+    variant: Variant = option("fp32", help="which of the model folder's exported variants to run")
+    provider: Literal["cpu", "cuda", "tensorrt"] | None = option(None, help="onnxruntime execution provider")
+    precision: Literal["f32", "bf16"] | None = option(
+        None, help="the backend's arithmetic precision (openvino: bf16 on CPUs with bf16 units; default f32)")
     threads: int | None = option(None, help="CPU threads (onnxruntime, openvino)")
     video: str | None = option(None, help="input video; frames are resized to the model's size")
     stream: bool = option(False, help="video: stream frame by frame (lead 1)")
@@ -206,8 +228,10 @@ class PredictOptions:
 
 @dataclass
 class BuildEngineOptions:
-    model_dir: str = option(help="model folder written by `mspn export`", positional=True, metavar="MODEL_DIR")
-    variant: Variant = option("fp32", help="exported graph to build from (precision comes from the graph)")
+    # Not required by argparse: the old positional MODEL_DIR still fills it (mspn.cli).
+    model: str | None = option(None, metavar="DIR", help="model folder written by `mspn export` (required)")
+    variant: Variant = option("fp32", help="the folder's exported variant to build from (the engine's arithmetic "
+                                           "follows the graph's)")
     workspace: float = option(4.0, help="builder workspace in GiB")
     timing_cache: str | None = option(None, help="timing cache file, read if present and updated")
     min_batch: int | None = option(None, help="profile min batch (default: the manifest's)")
@@ -215,13 +239,23 @@ class BuildEngineOptions:
     max_batch: int | None = option(None, help="profile max batch (default: the manifest's)")
     graphs: list | None = option(None, flag="--graph", action="append",
                                  help="build only this graph, rollout or step (repeatable; default both)")
+    hardware_compat: bool = option(False, help="engines that also run on later GPUs (TensorRT's Ampere-plus "
+                                   "hardware compatibility; builds on compute capability 8.0+, may run slower)")
 
     def __post_init__(self):
+        if not self.model:
+            raise UsageError("--model DIR is required: the model folder to build engines into")
         check_literals(self)
         bad = [g for g in self.graphs or [] if g not in ("rollout", "step")]
         if bad:
-            raise MSPNError(f"--graph must be rollout or step, got {', '.join(bad)}")
+            raise UsageError(f"--graph must be rollout or step, got {', '.join(bad)}")
         _positive(self, "min_batch", "opt_batch", "max_batch")
+
+
+@dataclass
+class InspectOptions:
+    model: str = option(help="model folder written by `mspn export`, or a bare .onnx graph copied out of one",
+                        metavar="DIR|FILE")
 
 
 @dataclass
@@ -234,7 +268,9 @@ class ExportOptions:
     horizon: int | None = option(None, help="T_pred predicted frames (default: the config's)")
     size: tuple[int, int] | None = option(None, parse=size_hw, help="frame size HxW (default: the checkpoint's)")
     # given as text on the command line; __post_init__ parses and checks it (one-line errors)
-    precisions: tuple[str, ...] = option(("fp32",), flag="--precision", help="comma-separated: fp32,fp16,int8")
+    variants: tuple[str, ...] = option(("fp32",), deprecated=("--precision",), metavar="LIST",
+                                       help="the folder's variants to write, comma-separated: fp32,fp16,int8 "
+                                            "(fp32 always; --precision is the old spelling)")
     static_batch: int | None = option(None, metavar="N", help="fixed batch N instead of a dynamic axis")
     max_batch: int = option(8, help="largest dynamic batch (TensorRT profile)")
     data: str | None = option(None, help="dataset folder: parity also on clips of its val (or test) split")
@@ -256,16 +292,23 @@ class ExportOptions:
     force: bool = option(False, help="replace an existing output folder")
     progress: bool = True
 
-    def __post_init__(self):
+    # The old keyword for variants (ExportOptions(precisions=...)); still accepted.
+    precisions: dataclasses.InitVar[tuple[str, ...] | str | None] = None
+
+    def __post_init__(self, precisions=None):
         check_literals(self)
-        if isinstance(self.precisions, str):
-            self.precisions = precision_list(self.precisions)
+        if precisions is not None:
+            warnings.warn("ExportOptions(precisions=...) is deprecated; use variants=...", DeprecationWarning,
+                          stacklevel=3)
+            self.variants = precisions
+        if isinstance(self.variants, str):
+            self.variants = precision_list(self.variants)
         _positive(self, "context", "horizon", "static_batch", "max_batch", "calib_clips", "verify_clips")
 
 
 @dataclass
 class BenchOptions:
-    model: str = option(help="model folder written by `mspn export`")
+    model: str = option(metavar="DIR", help="model folder written by `mspn export`")
     backends: str = option("torch,onnxruntime,openvino", help="comma list of torch, onnxruntime, openvino, tensorrt")
     variants: str | None = option(None, help="comma list of fp32, fp16, int8, bf16 (OpenVINO); "
                                              "default: the folder's variants and bf16")
@@ -288,4 +331,4 @@ class BenchOptions:
         _positive(self, "batch", "threads", "runs", "stream_runs", "ab_runs", "clips")
         _positive(self, "warmup", minimum=0)
         if self.max_seconds <= 0:
-            raise MSPNError(f"--max-seconds must be > 0, got {self.max_seconds}")
+            raise UsageError(f"--max-seconds must be > 0, got {self.max_seconds}")

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mspn.errors import MSPNError
+from mspn.errors import MSPNError, UsageError
 from mspn.fileio import atomic_path, check_fits_memory, check_output, read_npy
 
 BATCH = 8  # clips per forward pass: bounds memory for files holding many clips
@@ -55,12 +55,12 @@ def predict_file(ckpt, input, horizon: int | None, out, quiet: bool = False,
     Returns the predictions.
     """
     import torch
-    from tqdm import tqdm
 
     from mspn.checkpoint import load_checkpoint
+    from mspn.progress import tqdm
 
     if ckpt is None:
-        raise MSPNError("--ckpt is required: the checkpoint to predict with")
+        raise UsageError("--ckpt is required: the checkpoint to predict with")
     if horizon is not None and horizon < 1:
         raise MSPNError(f"--horizon must be >= 1, got {horizon}")
     check_output(out, inputs=(input, ckpt))

@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from mspn import extras
 from mspn.errors import MSPNError
 
 from .manifest import GraphSpec, Manifest, TensorSpec  # noqa: F401  (re-exported)
@@ -53,6 +54,10 @@ class Runner(ABC):
         if self.is_active:
             self._deactivate()
             self.is_active = False
+
+    def check_available(self) -> Any:  # noqa: B027 - optional: most backends check on activate
+        """A cheap check that this backend can run here (package, provider), raising MSPNError;
+        Predictor.load calls it, so a missing package fails the load although graphs load lazily."""
 
     def input_metadata(self) -> dict[str, TensorSpec]:
         """{name: TensorSpec} in graph order; dynamic axes are named symbols (e.g. "batch")."""
@@ -139,6 +144,16 @@ class Runner(ABC):
                 if dtype != spec.dtype or len(shape) != len(spec.shape) or any(a != b for a, b in fixed):
                     raise MSPNError(f"{self.graph.file}: {role[:-1]} {spec.name} is {dtype} {list(shape)} in the "
                                     f"graph but {spec.dtype} {list(spec.shape)} in the manifest")
+
+    def check_metadata(self, metadata: dict[str, str]) -> None:
+        """The graph's own ``mspn.graph`` / ``mspn.variant`` metadata_props (written by export) agree
+        with the manifest entry that names it: an int8 file is never served as fp32. Graphs
+        without them (exported before they existed) pass."""
+        for key, expected in (("mspn.graph", self.graph.kind), ("mspn.variant", self.graph.variant)):
+            found = metadata.get(key)
+            if found is not None and found != expected:
+                raise MSPNError(f"{self.graph.file}: the graph says it is {key.split('.')[1]} {found!r} but the "
+                                f"manifest serves it as the {self.graph.variant} {self.graph.kind} graph")
 
     def _batch_of(self, feed: dict[str, np.ndarray]) -> int | None:
         for spec in self.graph.inputs:
@@ -235,11 +250,8 @@ def make_runner(backend: str, manifest: Manifest, kind: str, variant: str, **opt
 
 
 def require(module: str, extra: str, what: str):
-    """Import a backend's package or fail with the extra that installs it."""
-    try:
-        return importlib.import_module(module)
-    except ImportError as exc:
-        raise MSPNError(f"{what} is not installed ({exc}); install it with pip install 'mspn[{extra}]'") from None
+    """Import a backend's package or fail with the extra that installs it (mspn.extras)."""
+    return extras.require(module, extra, purpose=what)
 
 
 def split_options(options: dict, known: dict, backend: str) -> dict:

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mspn.errors import MSPNError
+from mspn.errors import MSPNError, UsageError
 from mspn.fileio import atomic_path, check_fits_memory, check_output, read_npy
 from mspn.options import PredictOptions
 
@@ -48,7 +48,7 @@ def predict_array(predictor: Predictor, frames: np.ndarray, horizon: int | None 
 def predict_model(args: PredictOptions) -> None:
     """`mspn predict --model DIR --backend B (--input X.npy | --video V) --out OUT`."""
     if (args.input is None) == (args.video is None):
-        raise MSPNError("give exactly one of --input X.npy or --video VIDEO")
+        raise UsageError("give exactly one of --input X.npy or --video VIDEO")
     check_output(args.out, inputs=(args.input, args.video))
     if args.gif:
         check_output(args.gif, inputs=(args.input, args.video, args.out), what="--gif")
@@ -56,7 +56,7 @@ def predict_model(args: PredictOptions) -> None:
         if args.video is not None:
             from .video import predict_video
             if args.horizon is not None:
-                raise MSPNError("--horizon applies to --input; for videos use --lead (1..horizon)")
+                raise UsageError("--horizon applies to --input; for videos use --lead (1..horizon)")
             summary = predict_video(predictor, args.video, args.out, stream=args.stream, lead=args.lead,
                                     gif=args.gif, max_frames=args.max_frames)
             extra = f" and {args.gif}" if args.gif else ""
@@ -64,7 +64,7 @@ def predict_model(args: PredictOptions) -> None:
                   f"mean squared error {summary['mse']:.5f}")
             return
         if args.stream or args.gif:
-            raise MSPNError("--stream and --gif apply to --video")
+            raise UsageError("--stream and --gif apply to --video")
         frames = read_npy(Path(args.input))
         predictions = predict_array(predictor, frames, args.horizon, args.max_horizon)
         with atomic_path(args.out) as tmp:

@@ -30,6 +30,7 @@ GRAPHS = ("rollout", "step")
 
 
 MANIFEST = "manifest.json"
+CACHE_FOLDER = ".cache"  # per-machine load caches (mspn.runtime.cache); never part of the folder's files
 BATCH = "batch"  # the symbol of the dynamic batch axis in tensor shapes
 
 
@@ -46,7 +47,8 @@ def write_manifest(folder: str | Path, raw: dict) -> dict:
     write manifest.json atomically; returns what was written."""
     folder = Path(folder)
     raw = {**raw, "files": {p.relative_to(folder).as_posix(): sha256_file(p)
-                            for p in sorted(folder.rglob("*")) if p.is_file() and p.name != MANIFEST}}
+                            for p in sorted(folder.rglob("*")) if p.is_file() and p.name != MANIFEST
+                            and p.relative_to(folder).parts[0] != CACHE_FOLDER}}
     path = folder / MANIFEST
     atomic_write_json(path, raw)
     return raw
@@ -119,7 +121,7 @@ class Manifest:
         entry = self.schema.graphs.get(kind, {}).get(variant)
         if entry is None:
             raise MSPNError(f"{self.folder}: no {variant} {kind} graph in this folder (exported variants: "
-                            f"{', '.join(self.variants) or 'none'}); re-export with --precision {variant}")
+                            f"{', '.join(self.variants) or 'none'}); re-export with --variants {variant}")
         return GraphSpec(kind, variant, entry.file, entry.inputs, entry.outputs, entry.external)
 
     def path_inside(self, name: str, what: str = "file") -> Path:
@@ -151,13 +153,34 @@ class Manifest:
                             f"expected {expected[:12]}..., got {actual[:12]}...); re-export the model folder")
         return path
 
+    def verified_graph(self, graph: GraphSpec) -> Path:
+        """The graph file's path after checking it and every external weights file it reads: each
+        listed in the manifest (``graphs.<kind>.<variant>.external`` and ``files``), inside the
+        folder and matching its SHA-256. When the onnx package is importable, the graph's own
+        references are compared with that list, so an unlisted weights file is refused by name."""
+        path = self.verified_path(graph.file)
+        root = self.folder.resolve()
+        for name in graph.external:
+            if not (self.folder / name).resolve().is_relative_to(root):
+                raise MSPNError(f"{self.folder}: {graph.file} lists external data {name} outside the model "
+                                f"folder; refusing it")
+            checked = self.__dict__.setdefault("_checked_external", set())
+            if name not in checked:  # rollout and step share their weights file: hash it once
+                self.verified_path(name)
+                checked.add(name)
+        unlisted = sorted(set(external_data_files(path)) - set(graph.external))
+        if unlisted:
+            raise MSPNError(f"{self.folder}: {graph.file} reads external data {', '.join(unlisted)} that "
+                            f"manifest.json does not list for it; refusing an unverifiable file")
+        return path
+
     def engine_for(self, kind: str, variant: str) -> tuple[str, dict]:
         """The TensorRT engine file built from a graph variant, and its record."""
         for name, record in self.engines.items():
             if record.get("graph") == kind and record.get("variant") == variant:
                 return name, record
         raise MSPNError(f"{self.folder}: no TensorRT engine for the {variant} {kind} graph; build one "
-                        f"with `mspn build-engine {self.folder} --variant {variant}`")
+                        f"with `mspn build-engine --model {self.folder} --variant {variant}`")
 
 
 def _read_manifest(folder: Path, path: Path) -> str:
@@ -178,3 +201,18 @@ def _read_manifest(folder: Path, path: Path) -> str:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise MSPNError(f"{path}: not valid JSON (not UTF-8 text: {exc.reason} at byte {exc.start})") from None
+
+
+def external_data_files(path: str | Path) -> list[str]:
+    """The external-data files an ONNX graph's initializers point to (relative to its folder), read
+    without loading the weights; empty when onnx is not installed (the runtime extra lacks it)."""
+    try:
+        import onnx
+    except ImportError:
+        return []
+    model = onnx.load(str(path), load_external_data=False)
+    locations = set()
+    for tensor in model.graph.initializer:
+        if tensor.data_location == onnx.TensorProto.EXTERNAL:
+            locations.update(e.value for e in tensor.external_data if e.key == "location")
+    return sorted(locations)

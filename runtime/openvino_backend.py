@@ -4,6 +4,8 @@ Precision is pinned: on CPUs with bf16 units OpenVINO silently runs f32 graphs i
 changes results, so INFERENCE_PRECISION_HINT is always set (f32 unless precision='bf16') and read
 back after compiling. The int8 QDQ graph runs here as exported (OpenVINO fuses the Q/DQ pairs).
 Threads: one InferRequest per thread, so one compiled model serves several threads at once.
+Loads: compiled once per graph and machine into OpenVINO's model cache (``CACHE_DIR``, a folder
+from mspn.runtime.cache keyed by the graph's SHA-256), then imported from there by later loads.
 """
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ import numpy as np
 from mspn.errors import MSPNError
 
 from .base import Runner, require, split_options
+from .cache import graph_cache_dir
 from .manifest import Manifest
 
 DEFAULTS = {
@@ -22,6 +25,7 @@ DEFAULTS = {
     "precision": "f32",         # f32 | bf16 (explicit only; OpenVINO's silent CPU default differs)
     "threads": 0,               # 0: OpenVINO's default
     "hint": "LATENCY",          # PERFORMANCE_HINT: LATENCY | THROUGHPUT
+    "cache": True,              # compile once per graph and machine (mspn.runtime.cache)
 }
 PRECISIONS = {"f32": "f32", "fp32": "f32", "bf16": "bf16"}
 
@@ -36,16 +40,27 @@ class OpenVINORunner(Runner):
         if self.options["precision"] not in PRECISIONS:
             raise MSPNError(f"unknown openvino precision {self.options['precision']!r}; choose f32 or bf16")
         self.compiled = None
+        self.loaded_from_cache = False
         self._requests = threading.local()
 
     def _activate(self) -> None:
         opts = self.options
+        cache = None
+        if opts["cache"]:
+            ov = require("openvino", "openvino", "the openvino backend")
+            cache = graph_cache_dir(self.manifest, self.graph, "openvino", ov.__version__, device=opts["device"],
+                                    precision=PRECISIONS[opts["precision"]], hint=opts["hint"],
+                                    threads=int(opts["threads"]))
         self.compiled = compile_model(self.path, device=opts["device"], precision=opts["precision"],
-                                      threads=int(opts["threads"]), hint=opts["hint"])
+                                      threads=int(opts["threads"]), hint=opts["hint"], cache_dir=cache)
+        self.loaded_from_cache = loaded_from_cache(self.compiled)
         declared = {t.name for t in (*self.graph.inputs, *self.graph.outputs)}
         self.check_graph(_io(self.compiled.inputs, declared), _io(self.compiled.outputs, declared))
         self._ports = {name: self.compiled.output(name) for name in self.output_names}
         self._requests = threading.local()
+
+    def check_available(self) -> None:
+        require("openvino", "openvino", "the openvino backend")
 
     def _deactivate(self) -> None:
         self.compiled = None
@@ -79,10 +94,14 @@ def _io(ports, declared: set[str]) -> dict[str, tuple[str, tuple]]:
 
 
 def compile_model(path: str | Path, device: str = "CPU", precision: str = "f32", threads: int = 0,
-                  hint: str = "LATENCY", perf_count: bool = False):
+                  hint: str = "LATENCY", perf_count: bool = False, cache_dir: str | Path | None = None):
     """The OpenVINO loader: a compiled model from a graph file, its inference precision pinned
-    and read back. threads: 0 for OpenVINO's default; perf_count: per-layer counters."""
-    ov = require("openvino", "openvino", "openvino")
+    and read back. threads: 0 for OpenVINO's default; perf_count: per-layer counters; cache_dir:
+    OpenVINO's model cache (one folder per graph content: see graph_cache_dir), None for none.
+
+    The graph is compiled from its path, not from a read model: with a cache hit OpenVINO then
+    imports the blob without converting the ONNX graph at all."""
+    ov = require("openvino", "openvino", "the openvino backend")
     if precision not in PRECISIONS:
         raise MSPNError(f"unknown openvino precision {precision!r}; choose f32 or bf16")
     wanted = PRECISIONS[precision]
@@ -91,9 +110,11 @@ def compile_model(path: str | Path, device: str = "CPU", precision: str = "f32",
         config["INFERENCE_NUM_THREADS"] = int(threads)
     if perf_count:
         config["PERF_COUNT"] = True
+    if cache_dir is not None:
+        config["CACHE_DIR"] = str(cache_dir)
     core = ov.Core()
     try:
-        compiled = core.compile_model(core.read_model(str(path)), device, config)
+        compiled = core.compile_model(str(path), device, config)
     except RuntimeError as exc:
         raise MSPNError(f"{path}: openvino cannot compile it for {device}: "
                         f"{str(exc).strip().splitlines()[0][:300]}") from None
@@ -104,6 +125,14 @@ def compile_model(path: str | Path, device: str = "CPU", precision: str = "f32",
     return compiled
 
 
+def loaded_from_cache(compiled) -> bool:
+    """Whether OpenVINO imported this compiled model from its cache instead of compiling it."""
+    try:
+        return bool(compiled.get_property("LOADED_FROM_CACHE"))
+    except RuntimeError:  # a device plugin without the property
+        return False
+
+
 def build_runner(manifest: Manifest, kind: str, variant: str, **options) -> OpenVINORunner:
     graph = manifest.graph(kind, variant)
-    return OpenVINORunner(manifest, graph, manifest.verified_path(graph.file), **options)
+    return OpenVINORunner(manifest, graph, manifest.verified_graph(graph), **options)

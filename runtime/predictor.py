@@ -53,7 +53,9 @@ class Predictor:
         rollout = make_runner(backend, manifest, "rollout", variant, **backend_options)
         step = make_runner(backend, manifest, "step", variant, **backend_options)
         initial = load_initial_state(manifest, step.graph)
-        rollout.activate()  # the step graph is activated by the first stream() that needs it
+        # Both graphs load on first use (predict: rollout, stream: step): a predictor used for one
+        # of them never spends the time or memory of the other.
+        rollout.check_available()
         return cls(manifest, rollout, step, initial, backend, variant)
 
     # --- model facts ------------------------------------------------------------------------------
@@ -82,6 +84,8 @@ class Predictor:
         """frames: (B, T_ctx, C, H, W) uint8, or float32 in [0, 1] -> (B, T_pred, C, H, W) float32."""
         self._check_open()
         x = self.check_frames(frames, "frames", clip=True)
+        with self._activating:
+            self.rollout_runner.activate()
         feed = {"frames": x.astype(self.rollout_runner.dtype_of("frames"), copy=False)}
         return np.asarray(self.rollout_runner.infer(feed)["future"], dtype=np.float32)
 

@@ -22,15 +22,11 @@ from pathlib import Path
 import numpy as np
 
 from mspn.errors import MSPNError
+from mspn.extras import require
 
 
 def _onnx():
-    try:
-        import onnx
-    except ImportError:
-        raise MSPNError("preparing an int8 graph for TensorRT needs the onnx package "
-                        "(pip install onnx, or pip install mspn[gpu])") from None
-    return onnx
+    return require("onnx", "gpu", purpose="preparing an int8 graph for TensorRT")
 
 
 def int32_dequantize_nodes(model) -> list:

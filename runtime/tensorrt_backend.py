@@ -30,7 +30,7 @@ from .manifest import Manifest
 # --- imports and CUDA helpers -----------------------------------------------------------------
 
 def _trt():
-    trt = require("tensorrt", "gpu", "TensorRT")
+    trt = require("tensorrt", "gpu", "the TensorRT backend")
     major = int(trt.__version__.split(".")[0])
     if major < 10:
         raise MSPNError(f"TensorRT {trt.__version__} is too old: this runtime uses the TensorRT 10+ API; "
@@ -42,10 +42,7 @@ def _cudart():
     try:
         from cuda.bindings import runtime as cudart  # cuda-python >= 12.6
     except ImportError:
-        try:
-            from cuda import cudart  # older cuda-python
-        except ImportError as exc:
-            raise MSPNError(f"cuda-python is not installed ({exc}); pip install 'mspn[gpu]'") from None
+        cudart = require("cuda.cudart", "gpu", "the TensorRT backend (cuda-python)")  # older cuda-python
     return cudart
 
 
@@ -117,6 +114,46 @@ class _StateBuffers:
     spare: dict[str, int]
 
 
+HARDWARE_COMPAT = {"none": None, "ampere_plus": (8, 0)}  # recorded level -> lowest compute capability
+
+
+def _capability(text) -> tuple[int, int] | None:
+    try:
+        major, minor = str(text).split(".")
+        return int(major), int(minor)
+    except ValueError:
+        return None
+
+
+def engine_incompatibility(record: dict, trt_version: str, compute_capability: str) -> str | None:
+    """Why TensorRT ``trt_version`` cannot run an engine (its manifest record) on a GPU of
+    ``compute_capability`` ("8.9"), or None when it can.
+
+    What TensorRT itself checks: the exact TensorRT version (engines are not version-compatible
+    unless built so, which build-engine does not do) and the compute capability, which must equal
+    the builder GPU's unless the engine was built hardware-compatible ("ampere_plus": any GPU of
+    compute capability 8.0 or later). The GPU's marketing name does not matter: an engine built on
+    one 8.9 card runs on another.
+    """
+    built_version = record.get("tensorrt_version")
+    if built_version != trt_version:
+        return f"was built with TensorRT {built_version} but this is TensorRT {trt_version}"
+    level = record.get("hardware_compatibility") or "none"
+    if level not in HARDWARE_COMPAT:
+        return f"has hardware compatibility {level!r}, unknown to this runtime"
+    built, here = record.get("compute_capability"), compute_capability
+    lowest = HARDWARE_COMPAT[level]
+    if lowest is None:
+        if _capability(built) is None or _capability(built) != _capability(here):
+            return (f"was built for compute capability {built} ({record.get('gpu')}) but this GPU has "
+                    f"{here}; build with --hardware-compat for engines that run on later GPUs")
+        return None
+    if _capability(here) is None or _capability(here) < lowest:
+        return (f"was built hardware-compatible ({level}) for compute capability "
+                f"{lowest[0]}.{lowest[1]} and later, but this GPU has {here}")
+    return None
+
+
 class TensorRTRunner(Runner):
     """One engine, one execution context (TensorRT contexts are not thread-safe: a lock)."""
 
@@ -131,15 +168,10 @@ class TensorRTRunner(Runner):
         self.engine = self.context = self.stream = self._device = None
 
     def check_compatible(self, trt_version: str, device: dict) -> None:
-        """Refuse an engine built for another GPU or TensorRT version (TensorRT would fail later)."""
-        built = self.record
-        if built.get("tensorrt_version") != trt_version:
-            raise MSPNError(f"{self.path.name} was built with TensorRT {built.get('tensorrt_version')} but this is "
-                            f"TensorRT {trt_version}; rebuild it with `mspn build-engine`")
-        if (built.get("gpu"), built.get("compute_capability")) != (device["gpu"], device["compute_capability"]):
-            raise MSPNError(f"{self.path.name} was built for {built.get('gpu')} (compute capability "
-                            f"{built.get('compute_capability')}) but this GPU is {device['gpu']} "
-                            f"({device['compute_capability']}); rebuild it with `mspn build-engine`")
+        """Refuse an engine this TensorRT cannot run on this GPU (see engine_incompatibility)."""
+        reason = engine_incompatibility(self.record, trt_version, device["compute_capability"])
+        if reason:
+            raise MSPNError(f"{self.path.name} {reason}; rebuild it with `mspn build-engine`")
 
     def _activate(self) -> None:
         trt = _trt()

@@ -3,12 +3,14 @@
 TensorRT 10+ API only: strongly typed network (precision comes from the exported graph itself:
 the fp16 graph or the int8 QDQ graph, no builder precision flags), every ONNX parser error
 surfaced, one optimisation profile from the manifest's batch range, optional timing cache,
-atomic write; the engine's GPU name, compute capability and TensorRT version go into the
-manifest through its one writer. Imported lazily; needs the gpu extra and an NVIDIA GPU.
+atomic write; the engine's GPU name, compute capability, TensorRT version and hardware
+compatibility level go into the manifest through its one writer. Imported lazily; needs the gpu
+extra and an NVIDIA GPU.
 """
 from __future__ import annotations
 
 import json
+import logging
 import time
 from pathlib import Path
 
@@ -17,7 +19,7 @@ from mspn.fileio import atomic_write_bytes
 from mspn.options import BuildEngineOptions
 
 from .manifest import GRAPHS, Manifest, write_manifest
-from .tensorrt_backend import _check, _cudart, _trt, gpu_info
+from .tensorrt_backend import HARDWARE_COMPAT, _capability, _check, _cudart, _trt, gpu_info
 
 
 def _profile_shapes(spec_shape, batch: tuple[int, int, int]) -> tuple[list, list, list]:
@@ -38,12 +40,16 @@ def _profile_shapes(spec_shape, batch: tuple[int, int, int]) -> tuple[list, list
 
 def build_engine(model_dir: str | Path, variant: str = "fp32", workspace_gib: float = 4.0,
                  timing_cache: str | Path | None = None, batch: tuple[int, int, int] | None = None,
-                 graphs: tuple[str, ...] = GRAPHS, device_id: int = 0, log=print) -> list[str]:
+                 graphs: tuple[str, ...] = GRAPHS, device_id: int = 0, log=None,
+                 hardware_compat: bool = False) -> list[str]:
     """Build ``{graph}.{variant}.engine`` for each graph into the folder and record them.
 
     batch: (min, opt, max) of the optimisation profile, inside the manifest's batch range;
-    default: the manifest's. Returns the engine file names written.
+    default: the manifest's. hardware_compat: engines TensorRT runs on any GPU of compute
+    capability 8.0 (Ampere) or later (HardwareCompatibilityLevel.AMPERE_PLUS; fewer tactics, so
+    possibly slower); needs an Ampere or later GPU to build on. Returns the engine file names written.
     """
+    log = log or logging.getLogger("mspn.build_engine").info
     manifest = Manifest.load(model_dir)
     folder = manifest.folder
     bmin, bopt, bmax = batch or (manifest.batch_min, manifest.batch_opt, manifest.batch_max)
@@ -53,15 +59,21 @@ def build_engine(model_dir: str | Path, variant: str = "fp32", workspace_gib: fl
     if workspace_gib <= 0:
         raise MSPNError(f"--workspace must be a positive number of GiB, got {workspace_gib}")
     specs = {kind: manifest.graph(kind, variant) for kind in graphs}
-    paths = {kind: manifest.verified_path(spec.file) for kind, spec in specs.items()}
+    paths = {kind: manifest.verified_graph(spec) for kind, spec in specs.items()}
     trt = _trt()
     device = gpu_info(device_id)
+    level = "ampere_plus" if hardware_compat else "none"
+    if hardware_compat and (_capability(device["compute_capability"]) or (0, 0)) < HARDWARE_COMPAT[level]:
+        raise MSPNError(f"--hardware-compat builds on Ampere or later GPUs (compute capability 8.0+); "
+                        f"{device['gpu']} has {device['compute_capability']}")
     _check(_cudart().cudaSetDevice(device_id), "cudaSetDevice")
     logger = trt.Logger(trt.Logger.WARNING)
     written = {}
     for kind, spec in specs.items():
         network, builder, _parser = _parse(trt, logger, paths[kind], variant)
         config = _builder_config(trt, builder, network, spec, paths[kind], (bmin, bopt, bmax), workspace_gib)
+        if hardware_compat:
+            config.hardware_compatibility_level = trt.HardwareCompatibilityLevel.AMPERE_PLUS
         cache = _attach_timing_cache(config, timing_cache)
         log(f"building {kind} {variant} engine (batch {bmin}/{bopt}/{bmax}) on {device['gpu']} ...")
         start = time.perf_counter()
@@ -76,7 +88,7 @@ def build_engine(model_dir: str | Path, variant: str = "fp32", workspace_gib: fl
         (folder / name).chmod(0o644)  # the atomic writer's temporary is private; a model folder is not
         log(f"wrote {folder / name} in {time.perf_counter() - start:.1f} s")
         written[name] = {"graph": kind, "variant": variant, "source": spec.file, **device,
-                         "tensorrt_version": trt.__version__,
+                         "tensorrt_version": trt.__version__, "hardware_compatibility": level,
                          "profile": {"min": bmin, "opt": bopt, "max": bmax}}
     _record_engines(folder, written)
     return list(written)
@@ -130,14 +142,14 @@ def _attach_timing_cache(config, timing_cache):
 
 
 def build_engine_command(args: BuildEngineOptions) -> list[str]:
-    """`mspn build-engine MODEL_DIR ...`: unset batch bounds default to the manifest's."""
-    manifest = Manifest.load(args.model_dir)
+    """`mspn build-engine --model DIR ...`: unset batch bounds default to the manifest's."""
+    manifest = Manifest.load(args.model)
     bmin = args.min_batch or manifest.batch_min
     bmax = args.max_batch or manifest.batch_max
     bopt = args.opt_batch or min(max(manifest.batch_opt, bmin), bmax)
-    return build_engine(args.model_dir, variant=args.variant, workspace_gib=args.workspace,
+    return build_engine(args.model, variant=args.variant, workspace_gib=args.workspace,
                         timing_cache=args.timing_cache, batch=(bmin, bopt, bmax),
-                        graphs=tuple(args.graphs or GRAPHS))
+                        graphs=tuple(args.graphs or GRAPHS), hardware_compat=args.hardware_compat)
 
 
 def _record_engines(folder: Path, engines: dict) -> None:

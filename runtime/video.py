@@ -21,7 +21,7 @@ MIN_DISPLAY = 128  # small models (32x32) are enlarged to at least this height f
 
 
 def _cv2():
-    return require("cv2", "runtime", "opencv (opencv-python-headless)")
+    return require("cv2", "runtime", "reading and writing videos")
 
 
 def read_video(path: str | Path, size: tuple[int, int], channels: int, order: str = "bgr",
@@ -106,7 +106,7 @@ def write_video(path: str | Path, images: list[np.ndarray], fps: float) -> None:
 
 def write_gif(path: str | Path, images: list[np.ndarray], fps: float) -> None:
     """Write BGR uint8 images as an animated GIF (needs imageio)."""
-    imageio = require("imageio.v2", "runtime", "imageio (for --gif)")
+    imageio = require("imageio.v2", "runtime", "--gif")
     path = Path(path)
     with atomic_path(path, keep_suffix=True) as tmp:
         imageio.mimsave(tmp, [image[..., ::-1] for image in images], format="GIF",
@@ -116,7 +116,9 @@ def write_gif(path: str | Path, images: list[np.ndarray], fps: float) -> None:
 def _progress(iterable: Iterable, total: int, desc: str):
     """tqdm when installed (it is not a runtime dependency) and the video is long enough to wait for."""
     try:
-        from tqdm import tqdm
+        import tqdm as _installed  # noqa: F401  (not a runtime dependency)
+
+        from mspn.progress import tqdm
     except ImportError:
         return iterable
     return tqdm(iterable, total=total, desc=desc, unit="frame", disable=total < 64)

@@ -22,10 +22,10 @@ def saved(tmp_path):
 
 
 def _cli_refusal(path, capsys, tmp_path) -> str:
-    """`mspn eval` on the file: exit 2 and exactly one line on stderr, no traceback."""
+    """`mspn eval` on the file: exit 1 and exactly one line on stderr, no traceback."""
     code = main(["eval", "--ckpt", str(path), "--data", str(tmp_path), "--report", str(tmp_path / "r.json")])
     err = capsys.readouterr().err
-    assert code == 2 and err.count("\n") == 1 and "Traceback" not in err, err
+    assert code == 1 and err.count("\n") == 1 and "Traceback" not in err, err
     return err
 
 

@@ -137,15 +137,15 @@ def test_channels_and_size_must_match_the_checkpoint(tmp_path, micro_ckpt):
         evaluate(EvalOptions(micro_ckpt[0], tmp_path / "big", report=tmp_path / "r.json"))
 
 
-def test_cli_eval_errors_exit_2_with_one_line(tmp_path, micro_ckpt, capsys):
+def test_cli_eval_errors_exit_1_with_one_line(tmp_path, micro_ckpt, capsys):
     _videos(tmp_path / "data", frames=6)
     code = main(["eval", "--ckpt", str(micro_ckpt[0]), "--data", str(tmp_path / "data"),
                  "--horizon", "9", "--report", str(tmp_path / "r.json")])
     err = capsys.readouterr().err
-    assert code == 2
+    assert code == 1
     assert err.startswith("mspn eval: error: ") and err.count("\n") == 1 and "Traceback" not in err
     code = main(["eval", "--ckpt", str(tmp_path / "missing.pt"), "--data", str(tmp_path / "data")])
-    assert code == 2 and "checkpoint not found" in capsys.readouterr().err
+    assert code == 1 and "checkpoint not found" in capsys.readouterr().err
 
 
 def test_format_beats_names_won_and_lost_baselines():

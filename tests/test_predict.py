@@ -110,12 +110,12 @@ def test_cli_predict(tmp_path, micro, capsys):
     assert code == 0 and np.load(tmp_path / "h.npy").shape == (2, load_config("micro").data.pred_steps, 1, 16, 16)
 
     np.save(tmp_path / "bad.npy", _bad("nan"))
-    for argv, message in (
-            (["--ckpt", str(micro[0]), "--input", str(tmp_path / "bad.npy")], "NaN or infinite"),
-            (["--input", str(tmp_path / "x.npy")], "--ckpt is required")):
+    for argv, message, status in (
+            (["--ckpt", str(micro[0]), "--input", str(tmp_path / "bad.npy")], "NaN or infinite", 1),
+            (["--input", str(tmp_path / "x.npy")], "--ckpt is required", 2)):
         code = main(["predict", *argv, "--horizon", "2", "--out", str(tmp_path / "z.npy")])
         err = capsys.readouterr().err
-        assert code == 2, err
+        assert code == status, err
         assert err.startswith("mspn predict: error: ") and message in err
         assert err.count("\n") == 1 and "Traceback" not in err
     assert not (tmp_path / "z.npy").exists()

@@ -11,6 +11,7 @@ import importlib.util
 from pathlib import Path
 
 from mspn.errors import MSPNError
+from mspn.extras import missing_message
 
 BACKENDS = ("torch", "onnxruntime", "openvino", "tensorrt")
 # bf16 is not a file of the folder: OpenVINO compiles the fp32 graphs with bf16 inference precision.
@@ -34,18 +35,18 @@ def why_not(backend: str, variant: str, manifest, ckpt: str | None) -> str | Non
         if ckpt is None:
             return "no checkpoint: the model folder carries none; pass --ckpt"
         if importlib.util.find_spec("torch") is None:
-            return "torch is not installed"
+            return missing_message("torch", "train", "the PyTorch reference")
         return None
     if variant == "bf16" and backend != "openvino":
         return "bf16 is an OpenVINO compile option on CPUs with bf16 units (fp32 graph, bf16 precision)"
     if graph_variant(variant) not in manifest.variants:
         return (f"the model folder has no {graph_variant(variant)} graphs (exported: "
-                f"{', '.join(manifest.variants) or 'none'}); re-export with --precision {graph_variant(variant)}")
+                f"{', '.join(manifest.variants) or 'none'}); re-export with --variants {graph_variant(variant)}")
     if backend == "onnxruntime" and importlib.util.find_spec("onnxruntime") is None:
-        return "onnxruntime is not installed"
+        return missing_message("onnxruntime", "runtime", "the onnxruntime backend")
     if backend == "openvino":
         if importlib.util.find_spec("openvino") is None:
-            return "openvino is not installed"
+            return missing_message("openvino", "openvino", "the openvino backend")
         if variant == "bf16" and not openvino_bf16():
             return ("this CPU has no bf16 units (OpenVINO's CPU capabilities lack BF16; "
                     "avx512_bf16 / amx_bf16 absent)")

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from mspn.extras import require
 from mspn.fileio import atomic_path
 from mspn.runtime.parity import PSNR_CAP
 
@@ -53,7 +54,7 @@ def markdown_table(report: dict) -> str:
 
 def write_charts(report: dict, report_path: str | Path) -> list[str]:
     """PNGs beside the report: <stem>-latency.png and <stem>-parity.png. Returns their paths."""
-    import matplotlib
+    matplotlib = require("matplotlib", "bench", purpose="charts")
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import numpy as np

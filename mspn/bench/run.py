@@ -10,7 +10,9 @@ Order of work:
 """
 from __future__ import annotations
 
+import importlib.util
 import json
+import logging
 import os
 import platform
 import subprocess
@@ -25,7 +27,8 @@ import numpy as np
 
 from mspn.bench.engines import BACKENDS, VARIANTS, cpu_flags, open_predictor, why_not
 from mspn.bench.stats import paired_ratios, parity, summarize
-from mspn.errors import MSPNError
+from mspn.errors import MSPNError, UsageError
+from mspn.extras import MissingExtra, require
 from mspn.fileio import atomic_write_json
 from mspn.options import BenchOptions
 
@@ -40,7 +43,7 @@ def _names(text: str | list, allowed: tuple, what: str) -> list[str]:
     items = [t.strip() for t in (text.split(",") if isinstance(text, str) else text) if t.strip()]
     unknown = [t for t in items if t not in allowed]
     if unknown or not items:
-        raise MSPNError(f"--{what}: unknown {', '.join(unknown) or '(empty)'}; choose from {', '.join(allowed)}")
+        raise UsageError(f"--{what}: unknown {', '.join(unknown) or '(empty)'}; choose from {', '.join(allowed)}")
     return list(dict.fromkeys(items))
 
 
@@ -122,10 +125,14 @@ def _run_worker(spec: dict, workdir: Path, timeout: float) -> tuple[dict, np.nda
 def _ground_truth_metrics(prediction: np.ndarray, truth: np.ndarray) -> dict:
     """SSIM and PSNR against the ground-truth frames per predicted step (unclipped predictions,
     skimage, data range 1, 7x7 window), averaged over clips."""
-    from mspn.metrics import frame_psnr_ssim
+    from mspn.frame_metrics import frame_psnr_ssim
 
     if min(truth.shape[-2:]) < 7:
         return {"status": "skipped", "reason": "frames smaller than SSIM's 7x7 window"}
+    try:
+        require("skimage.metrics", "bench", purpose="SSIM and PSNR against the truth")
+    except MissingExtra as exc:
+        return {"status": "skipped", "reason": str(exc)}
     steps = truth.shape[1]
     ssim, psnr = np.zeros(steps), np.zeros(steps)
     for n in range(truth.shape[0]):
@@ -166,9 +173,13 @@ def flops_info(manifest) -> dict:
     from mspn.bench.flops import count_flops
 
     out = {"counted": "Conv/ConvTranspose/MatMul/Gemm from ONNX shape inference, batch 1, 2 FLOPs per MAC"}
+    try:
+        require("onnx", "bench", purpose="FLOP counts")
+    except MissingExtra as exc:
+        return {**out, "status": "unavailable", "reason": str(exc)}
     for kind in ("rollout", "step"):
         try:
-            path = manifest.verified_path(manifest.graph(kind, "fp32").file)
+            path = manifest.verified_graph(manifest.graph(kind, "fp32"))
             out[kind] = count_flops(path)
         except MSPNError as exc:
             out[kind] = {"status": "unavailable", "reason": str(exc)}
@@ -193,8 +204,10 @@ class Plan:
     flops: dict = field(default_factory=dict)  # filled by _compare
 
 
-def run_bench(options: BenchOptions, log=print) -> dict:
-    """Measure a model folder; write the JSON report (and charts beside it); return the report."""
+def run_bench(options: BenchOptions, log=None) -> dict:
+    """Measure a model folder; write the JSON report (and charts beside it); return the report.
+    Progress goes to ``log`` (default: the "mspn.bench" logger at INFO)."""
+    log = log or logging.getLogger("mspn.bench").info
     plan = _plan(options, log)
     reference = _reference(plan)
     entries, outputs = _measure(plan, log)
@@ -214,6 +227,8 @@ def _plan(options: BenchOptions, log) -> Plan:
         raise MSPNError(f"--batch {options.batch} is outside the model folder's batch range "
                         f"{manifest.batch_min}..{manifest.batch_max}")
     ckpt, ckpt_source = resolve_checkpoint(manifest, options.ckpt)
+    if ckpt_source == "model folder" and importlib.util.find_spec("torch") is None:
+        ckpt, ckpt_source = None, "model folder (unused: torch is not installed, pip install 'mspn[train]')"
     if ckpt is not None:
         _check_checkpoint_fits(manifest, ckpt)
     clip_array, inputs_info = load_clips_for(manifest, options.clips, options.data)
@@ -348,10 +363,12 @@ def _report(plan: Plan, entries: list, outputs: dict, reference, log) -> dict:
     report_path = Path(o.report)
     if o.charts:
         from mspn.bench.report import write_charts
-        report_obj["charts"] = write_charts(report_obj, report_path)
+        try:
+            report_obj["charts"] = write_charts(report_obj, report_path)
+        except MissingExtra as exc:  # the measurements stand without their pictures
+            report_obj["charts"], report_obj["charts_skipped"] = [], str(exc)
+            log(f"no charts: {exc}")
     atomic_write_json(report_path, report_obj)
-    from mspn.bench.report import markdown_table
-    log(markdown_table(report_obj))
     return report_obj
 
 

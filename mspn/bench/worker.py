@@ -23,6 +23,7 @@ import numpy as np
 
 from mspn.bench.stats import summarize
 from mspn.errors import MSPNError
+from mspn.extras import MissingExtra, require
 
 MIN_RUNS = 3
 
@@ -171,6 +172,10 @@ def measure_ceiling(backend: str, variant: str, threads: int, max_seconds: float
                 for _ in range(s["depth"]):
                     y = F.conv2d(y, weight, padding=s["kernel"] // 2)
     elif backend in ("onnxruntime", "openvino"):
+        try:
+            require("onnx", "bench", purpose="the convolution ceiling")
+        except MissingExtra as exc:
+            return {"status": "not measured", "reason": str(exc)}
         tmp = tempfile.TemporaryDirectory()
         path = ceiling_model(Path(tmp.name) / "ceiling.onnx", variant)
         if backend == "onnxruntime":
@@ -200,12 +205,15 @@ def profile(spec: dict, frames: np.ndarray) -> dict:
 
     manifest = Manifest.load(spec["model"])
     graph = manifest.graph("rollout", graph_variant(spec["variant"]))
-    path = manifest.verified_path(graph.file)
+    path = manifest.verified_graph(graph)
     backend, threads = spec["backend"], int(spec["threads"])
     totals: dict[str, float] = {}
     out: dict = {"graph": graph.file}
     if backend == "onnxruntime":
-        import onnx
+        try:
+            onnx = require("onnx", "bench", purpose="--profile")
+        except MissingExtra as exc:
+            return {"status": "not available", "reason": str(exc)}
 
         from mspn.runtime.onnxruntime_backend import load_session
         tmp = tempfile.TemporaryDirectory()

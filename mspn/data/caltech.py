@@ -22,7 +22,6 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from tqdm import tqdm
 
 from mspn.data.frames import (
     assign_split,
@@ -36,6 +35,7 @@ from mspn.data.frames import (
 )
 from mspn.data.video import DatasetWriter
 from mspn.errors import MSPNError
+from mspn.progress import tqdm
 
 SEQ_MAGIC = 0xFEED
 SEQ_NAME = "Norpix seq"

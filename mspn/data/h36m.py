@@ -13,8 +13,6 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from tqdm import tqdm
-
 from mspn.data.frames import (
     assign_split,
     check_disjoint,
@@ -28,6 +26,7 @@ from mspn.data.frames import (
 )
 from mspn.data.video import DatasetWriter
 from mspn.errors import MSPNError
+from mspn.progress import tqdm
 
 SUBJECT = re.compile(r"^S(\d+)$")
 VIDEO_NAME = re.compile(r"^(?P<action>[^.]+)\.(?P<camera>\d+)\.mp4$", re.IGNORECASE)

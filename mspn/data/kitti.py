@@ -19,7 +19,6 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from tqdm import tqdm
 
 from mspn.data.frames import (
     centre_crop,
@@ -33,6 +32,7 @@ from mspn.data.frames import (
 )
 from mspn.data.video import DatasetWriter
 from mspn.errors import MSPNError
+from mspn.progress import tqdm
 
 ROAD_DRIVES = ("2011_09_26_drive_0015", "2011_09_26_drive_0027", "2011_09_26_drive_0028",
                "2011_09_26_drive_0029", "2011_09_26_drive_0032", "2011_09_26_drive_0052",

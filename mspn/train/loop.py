@@ -24,7 +24,6 @@ import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
-from tqdm import tqdm
 
 from mspn.baselines import BASELINES
 from mspn.checkpoint import load_checkpoint, load_weights, save_checkpoint
@@ -34,6 +33,7 @@ from mspn.errors import MSPNError
 from mspn.fileio import atomic_write_json
 from mspn.metrics import StepMetrics, load_lpips
 from mspn.models.mspn import MSPN
+from mspn.progress import tqdm
 from mspn.train import distributed as dist_utils
 from mspn.train.distributed import DistEnv
 from mspn.train.losses import ClipUnroller

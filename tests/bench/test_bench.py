@@ -137,7 +137,7 @@ def test_cli_runs_and_refuses_bad_input(micro, tmp_path, capsys):
     assert main(["bench", "--model", str(micro["model"]), "--backends", "onnx", "--report", str(out)]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "--backends: unknown onnx" in err
-    assert main(["bench", "--model", str(tmp_path / "nothing"), "--report", str(out)]) == 2
+    assert main(["bench", "--model", str(tmp_path / "nothing"), "--report", str(out)]) == 1  # during the run
     assert "model folder not found" in capsys.readouterr().err
 
 

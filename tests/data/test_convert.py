@@ -351,9 +351,9 @@ def test_h36m_errors(tmp_path, h36m_src):
     (["h36m", "--src", "{tmp}/none"], "Human3.6M source folder not found"),
     (["mmnist", "--src", "{tmp}/none.npy"], "Moving MNIST file not found"),
 ])
-def test_cli_errors_exit_2(tmp_path, capsys, argv, message):
+def test_cli_errors_exit_1(tmp_path, capsys, argv, message):
     argv = ["data"] + [a.format(tmp=tmp_path) for a in argv] + ["--out", str(tmp_path / "out")]
-    assert main(argv) == 2
+    assert main(argv) == 1
     err = capsys.readouterr().err
     assert err.startswith(f"mspn data: error: {message}") and err.count("\n") == 1
 

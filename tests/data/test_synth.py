@@ -76,7 +76,7 @@ def test_cli_synth_and_error_exit(tmp_path, capsys):
     args = ["data", "synth", "--out", str(out), "--size", "16x16", "--videos", "2,1,1", "--frames", "5"]
     assert main(args) == 0
     assert "wrote 2 train, 1 val, 1 test videos of 1x16x16" in capsys.readouterr().out
-    assert main(args) == 2
+    assert main(args) == 1
     err = capsys.readouterr().err.strip()
     assert err.startswith("mspn data: error: output folder") and "--overwrite" in err
     assert len(err.splitlines()) == 1

@@ -73,7 +73,7 @@ def ts_folder(workdir, ckpt, dataset) -> Path:
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(onnx_export, "export_proto", dynamo_breaks)
         export_model(ExportOptions(ckpt=str(ckpt), out=str(out), context=CONTEXT, horizon=HORIZON,
-                                   precisions=("fp32", "fp16", "int8"), data=str(dataset),
+                                   variants=("fp32", "fp16", "int8"), data=str(dataset),
                                    calib=str(dataset), calib_clips=2, verify_clips=2, progress=False))
     return out
 
@@ -155,7 +155,7 @@ def test_manifest_hashes_and_contract(ts_folder):
     on_disk = {p.name for p in ts_folder.iterdir() if p.name != "manifest.json"}
     assert set(manifest["files"]) == on_disk == {
         "rollout.onnx", "step.onnx", "initial_state.npz", "rollout.fp16.onnx", "step.fp16.onnx",
-        "rollout.int8.onnx", "step.int8.onnx"}
+        "rollout.int8.onnx", "step.int8.onnx", "weights.bin", "weights.fp16.bin", "weights.int8.bin"}
     for name, digest in manifest["files"].items():
         assert hashlib.sha256((ts_folder / name).read_bytes()).hexdigest() == digest
     assert manifest["format"] == "mspn-model" and manifest["format_version"] == 1
@@ -165,7 +165,9 @@ def test_manifest_hashes_and_contract(ts_folder):
     assert manifest["opset"] == 18 and manifest["versions"]["onnxruntime"]
     # Every graph's recorded signature is the file's real one.
     for _graph, variants in manifest["graphs"].items():
-        for entry in variants.values():
+        for variant, entry in variants.items():
+            # both graphs of a variant read their weights from its one shared file
+            assert entry["external"] == ["weights.bin" if variant == "fp32" else f"weights.{variant}.bin"]
             model = onnx.load(ts_folder / entry["file"])
             assert [i.name for i in model.graph.input] == [i["name"] for i in entry["inputs"]]
             assert [o.name for o in model.graph.output] == [o["name"] for o in entry["outputs"]]
@@ -243,7 +245,8 @@ def test_spec_round_trip_is_torch_free(ts_folder):
     manifest = _manifest(ts_folder)
     spec = ExportSpec.from_manifest(manifest)
     assert spec.to_dict() == manifest["spec"]
-    assert spec.graph_entry("step", "int8") == manifest["graphs"]["step"]["int8"]
+    entry = manifest["graphs"]["step"]["int8"]
+    assert spec.graph_entry("step", "int8") == {k: v for k, v in entry.items() if k != "external"}
     code = ("import sys, json; from mspn.export.spec import ExportSpec; "
             f"s = ExportSpec.from_manifest(json.load(open({str(ts_folder / 'manifest.json')!r}))); "
             "assert 'torch' not in sys.modules and 'onnx' not in sys.modules; print(s.horizon)")
@@ -255,15 +258,16 @@ def test_spec_round_trip_is_torch_free(ts_folder):
 
 # --- bad input --------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("extra, message", [
-    (["--context", "0"], "context must be >= 1"),
-    (["--horizon", "0"], "horizon must be >= 1"),
-    (["--size", "18x18"], "frame size 18x18 .* multiples of 4"),
-    (["--precision", "fp32,int4"], "unknown precision 'int4'"),
+@pytest.mark.parametrize("extra, message, status", [
+    (["--context", "0"], "context must be >= 1", 2),
+    (["--horizon", "0"], "horizon must be >= 1", 2),
+    (["--size", "18x18"], "frame size 18x18 .* multiples of 4", 1),  # refused by the checkpoint's config
+    (["--variants", "fp32,int4"], "unknown variant 'int4'", 2),
+    (["--precision", "fp32,int4"], "unknown variant 'int4'", 2),  # the old spelling still works
 ])
-def test_bad_arguments(extra, message, ckpt, tmp_path, capsys):
+def test_bad_arguments(extra, message, status, ckpt, tmp_path, capsys):
     out = tmp_path / "model"
-    assert main(["export", "--ckpt", str(ckpt), "--out", str(out), *extra]) == 2
+    assert main(["export", "--ckpt", str(ckpt), "--out", str(out), *extra]) == status
     err = capsys.readouterr().err.strip().splitlines()
     assert any(line.startswith("mspn export: error:") for line in err)
     import re
@@ -285,11 +289,40 @@ def test_not_an_mspn_checkpoint(tmp_path):
         export_model(ExportOptions(ckpt=str(bogus), out=str(tmp_path / "m"), progress=False))
 
 
+def test_export_leaves_the_root_logger_and_stdout_alone(ckpt, tmp_path, capfd, caplog, monkeypatch):
+    """Through the Python API: the root logger keeps its level and handlers (also while quantizing),
+    nothing is printed to stdout, and stdout is not captured while quantizing: a print of the
+    caller's during calibration still reaches it."""
+    import logging
+
+    from mspn.export import precision
+
+    root = logging.getLogger()
+    before = (root.level, list(root.handlers))
+    during = []
+    real = precision.FeedReader.get_next
+
+    def get_next(self):
+        during.append((root.level, list(root.handlers)))
+        print("CALIBRATING")
+        return real(self)
+
+    monkeypatch.setattr(precision.FeedReader, "get_next", get_next)
+    export_model(ExportOptions(ckpt=str(ckpt), out=str(tmp_path / "m"), context=CONTEXT, horizon=HORIZON,
+                               variants=("fp32", "int8"), exporter="torchscript", calib_clips=1, progress=False))
+    out, _ = capfd.readouterr()
+    assert during and all(state == before for state in during)
+    assert (root.level, list(root.handlers)) == before
+    assert set(out.split()) == {"CALIBRATING"}, out[:500]
+    # onnxruntime.quantization's advice to pre-process went to its own (quiet) logger, not the root's
+    assert not [r for r in caplog.records if r.name == "root"], [r.getMessage() for r in caplog.records]
+
+
 def test_calibration_data_of_another_size(ckpt, workdir, tmp_path):
     other = workdir / "ds32"
     write_synthetic(other, size=(32, 32), channels=1, videos=(1, 1, 1), frames=CONTEXT + HORIZON)
     with pytest.raises(MSPNError, match=r"--calib .*1 channel\(s\) at 32x32; the model takes 1 channel\(s\) at 16x16"):
-        export_model(ExportOptions(ckpt=str(ckpt), out=str(tmp_path / "m"), precisions=("fp32", "int8"),
+        export_model(ExportOptions(ckpt=str(ckpt), out=str(tmp_path / "m"), variants=("fp32", "int8"),
                                    calib=str(other), progress=False))
     assert list(tmp_path.iterdir()) == []
 

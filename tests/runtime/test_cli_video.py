@@ -57,24 +57,25 @@ def test_video_in_side_by_side_out(tiny, video, tmp_path, stream):
         assert len(imageio.mimread(gif)) == 23
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--input", "x.npy", "--video", "v.mp4"], "give exactly one of --input X.npy or --video VIDEO"),
-    (["--video", "missing.mp4"], "video not found: missing.mp4"),
-    (["--input", "missing.npy"], "input not found: missing.npy"),
-    (["--backend", "tensorrt", "--input", "x.npy"], "no TensorRT engine for the fp32 rollout graph"),
+@pytest.mark.parametrize("args, message, status", [
+    (["--input", "x.npy", "--video", "v.mp4"], "give exactly one of --input X.npy or --video VIDEO", 2),
+    (["--video", "missing.mp4"], "video not found: missing.mp4", 1),
+    (["--input", "missing.npy"], "input not found: missing.npy", 1),
+    (["--backend", "tensorrt", "--input", "x.npy"], "no TensorRT engine for the fp32 rollout graph", 1),
 ])
-def test_cli_errors_are_one_line_exit_2(tiny, args, message, capsys, tmp_path, monkeypatch):
+def test_cli_errors_are_one_line(tiny, args, message, status, capsys, tmp_path, monkeypatch):
+    # 2: the command line itself is wrong; 1: an error during the run
     monkeypatch.chdir(tmp_path)
     code = main(["predict", "--model", str(tiny["model"]), "--out", "o.mp4", *args])
     err = capsys.readouterr().err
-    assert code == 2 and message in err and len(err.strip().splitlines()) == 1
+    assert code == status and message in err and len(err.strip().splitlines()) == 1
 
 
 def test_video_too_short_and_bad_lead(tiny, video, tmp_path, capsys):
     base = ["predict", "--model", str(tiny["model"]), "--video", str(video), "--out", str(tmp_path / "o.mp4")]
-    assert main(base + ["--max-frames", "5"]) == 2
+    assert main(base + ["--max-frames", "5"]) == 1
     assert "5 frame(s) decoded; at least 6 are needed" in capsys.readouterr().err
-    assert main(base + ["--lead", "9"]) == 2
+    assert main(base + ["--lead", "9"]) == 1
     assert "--lead must be between 1 and the model's horizon 5" in capsys.readouterr().err
-    assert main(base[:-1] + [str(tmp_path / "o.webm")]) == 2
+    assert main(base[:-1] + [str(tmp_path / "o.webm")]) == 1
     assert "unsupported video extension" in capsys.readouterr().err

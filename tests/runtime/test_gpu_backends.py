@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import re
 import shutil
 
 import numpy as np
@@ -53,27 +54,66 @@ needs_ort_cuda = lambda f: pytest.mark.gpu(_ort_skip(f))  # noqa: E731
 _ort_skip = pytest.mark.skipif(not all(_ORT_PIECES.values()), reason=_missing(_ORT_PIECES))
 
 
-def test_engine_for_another_gpu_or_tensorrt_is_refused(tiny):
+def test_engine_for_another_compute_capability_or_tensorrt_is_refused(tiny):
     from mspn.runtime.tensorrt_backend import TensorRTRunner
 
     manifest = Manifest.load(tiny["model"])
     record = {"gpu": "NVIDIA H100 80GB HBM3", "compute_capability": "9.0", "tensorrt_version": "10.3.0"}
     runner = TensorRTRunner(manifest, manifest.graph("step", "fp32"), tiny["model"] / "step.fp32.engine", record)
     runner.check_compatible("10.3.0", {"gpu": "NVIDIA H100 80GB HBM3", "compute_capability": "9.0"})
+    runner.check_compatible("10.3.0", {"gpu": "NVIDIA H100 PCIe", "compute_capability": "9.0"})  # name differs
     with pytest.raises(MSPNError, match=r"built with TensorRT 10.3.0 but this is TensorRT 10.9.0; rebuild it"):
         runner.check_compatible("10.9.0", {"gpu": "NVIDIA H100 80GB HBM3", "compute_capability": "9.0"})
-    with pytest.raises(MSPNError, match=r"built for NVIDIA H100 80GB HBM3 \(compute capability 9.0\) but this "
-                                        r"GPU is NVIDIA L4 \(8.9\); rebuild it with `mspn build-engine`"):
+    with pytest.raises(MSPNError, match=r"step.fp32.engine was built for compute capability 9.0 \(NVIDIA H100 80GB "
+                                        r"HBM3\) but this GPU has 8.9; build with --hardware-compat .*; rebuild it "
+                                        r"with `mspn build-engine`"):
         runner.check_compatible("10.3.0", {"gpu": "NVIDIA L4", "compute_capability": "8.9"})
+
+
+def _engine(cc: str, level: str | None = None, version: str = "10.3.0") -> dict:
+    record = {"gpu": "some GPU", "compute_capability": cc, "tensorrt_version": version}
+    return record if level is None else {**record, "hardware_compatibility": level}
+
+
+@pytest.mark.parametrize("record, version, here, accepted", [
+    (_engine("8.6"), "10.3.0", "8.6", True),                       # same capability, any card name
+    (_engine("8.6", "none"), "10.3.0", "8.6", True),
+    (_engine("8.6"), "10.3.0", "8.9", False),                      # later GPU, plain engine
+    (_engine("8.6"), "10.3.0", "8.0", False),
+    (_engine("8.6", "ampere_plus"), "10.3.0", "8.9", True),        # later GPU, hardware-compatible
+    (_engine("8.6", "ampere_plus"), "10.3.0", "9.0", True),
+    (_engine("8.6", "ampere_plus"), "10.3.0", "12.0", True),       # 12.0 > 9.0, compared as numbers
+    (_engine("8.6", "ampere_plus"), "10.3.0", "7.5", False),       # before Ampere: never
+    (_engine("8.6", "ampere_plus"), "10.4.0", "8.6", False),       # another TensorRT: never
+    (_engine("8.6", "same_compute_capability"), "10.3.0", "8.6", False),  # a level this runtime does not know
+])
+def test_engine_compatibility_decision(record, version, here, accepted):
+    from mspn.runtime.tensorrt_backend import engine_incompatibility
+
+    reason = engine_incompatibility(record, version, here)
+    assert (reason is None) is accepted, reason
+    if not accepted:
+        assert here in reason or version in reason or "unknown" in reason
+
+
+def test_build_engine_has_a_hardware_compat_flag(capsys):
+    from mspn.cli import main
+    from mspn.options import BuildEngineOptions
+
+    assert BuildEngineOptions.__dataclass_fields__["hardware_compat"].default is False
+    with pytest.raises(SystemExit):
+        main(["build-engine", "--help"])
+    assert re.search(r"--hardware-compat\s+engines that also run on later GPUs", capsys.readouterr().out)
 
 
 @pytest.mark.skipif(HAS_TRT, reason="TensorRT is installed here: the missing-package message cannot show")
 def test_build_engine_without_tensorrt_names_the_extra(tiny, capsys):
     from mspn.cli import main
 
-    assert main(["build-engine", str(tiny["model"])]) == 2
+    assert main(["build-engine", "--model", str(tiny["model"])]) == 1
     err = capsys.readouterr().err
-    assert "TensorRT is not installed" in err and "pip install 'mspn[gpu]'" in err
+    assert "the TensorRT backend needs the 'gpu' extra (tensorrt is not installed)" in err
+    assert err.rstrip().endswith("pip install 'mspn[gpu]'") and len(err.strip().splitlines()) == 1
 
 
 def test_build_engine_checks_the_profile_before_tensorrt(tiny):
@@ -126,8 +166,8 @@ def test_tampered_engine_refused(engine_folder, tmp_path, clips):
 @needs_ort_cuda
 def test_onnxruntime_cuda_iobinding_stream_matches_cpu(tiny, clips):
     with Predictor.load(tiny["model"], provider="cuda") as gpu, Predictor.load(tiny["model"]) as cpu:
-        assert gpu.rollout_runner.session.get_providers()[0] == "CUDAExecutionProvider"
         np.testing.assert_allclose(gpu.predict(clips), cpu.predict(clips), atol=1e-3)
+        assert gpu.rollout_runner.session.get_providers()[0] == "CUDAExecutionProvider"
         sessions = [p.stream() for p in (gpu, cpu)]
         assert gpu.step_runner.session.get_providers()[0] == "CUDAExecutionProvider"
         for t in range(5):

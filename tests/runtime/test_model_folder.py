@@ -64,7 +64,7 @@ def test_format_and_version_are_checked(model_copy, tmp_path):
 
 def test_missing_variant_backend_and_options(tiny):
     with pytest.raises(MSPNError, match=r"no fp16 rollout graph in this folder \(exported variants: fp32\); "
-                                        r"re-export with --precision fp16"):
+                                        r"re-export with --variants fp16"):
         Predictor.load(tiny["model"], variant="fp16")
     with pytest.raises(MSPNError, match=r"unknown variant 'fp8'"):
         Predictor.load(tiny["model"], variant="fp8")
@@ -86,8 +86,9 @@ def test_torch_backend_refuses_another_models_checkpoint(tiny, tmp_path):
     from tests.runtime.runtime_ckpt import make_checkpoint
 
     other = make_checkpoint(tmp_path / "micro.pt", "micro")
+    predictor = Predictor.load(tiny["model"], backend="torch", ckpt=other)  # graphs load on first use
     with pytest.raises(MSPNError, match=r"micro.pt: its model config .* is not the model folder's"):
-        Predictor.load(tiny["model"], backend="torch", ckpt=other)
+        predictor.predict(np.zeros((1, predictor.context, 1, 32, 32), np.float32))
 
 
 def test_onnxruntime_refuses_a_missing_gpu_provider(tiny):
@@ -97,6 +98,18 @@ def test_onnxruntime_refuses_a_missing_gpu_provider(tiny):
         pytest.skip("this onnxruntime has CUDA: the refusal cannot be shown here")
     with pytest.raises(MSPNError, match=r"this onnxruntime build has no CUDAExecutionProvider "
                                         r".* pip install 'mspn\[gpu\]'"):
+        Predictor.load(tiny["model"], provider="cuda")
+
+
+def test_onnxruntime_names_the_pair_that_hides_the_gpu_provider(tiny, monkeypatch):
+    import onnxruntime
+
+    from mspn import extras
+    if "CUDAExecutionProvider" in onnxruntime.get_available_providers():
+        pytest.skip("this onnxruntime has CUDA: the refusal cannot be shown here")
+    monkeypatch.setattr(extras, "both_onnxruntimes", lambda: True)
+    with pytest.raises(MSPNError, match=r"onnxruntime and onnxruntime-gpu are both installed, which hides "
+                                        r"CUDAExecutionProvider; pip uninstall -y onnxruntime onnxruntime-gpu"):
         Predictor.load(tiny["model"], provider="cuda")
 
 
@@ -142,5 +155,6 @@ def test_runner_contract_validates_feeds(tiny):
 def test_missing_backend_names_its_extra(tiny, monkeypatch, module, backend, extra):
     monkeypatch.setitem(sys.modules, module, None)  # makes `import module` fail, as when not installed
     with pytest.raises(MSPNError,
-                       match=rf"{module} is not installed .*; install it with pip install 'mspn\[{extra}\]'"):
+                       match=rf"the {backend} backend needs the '{extra}' extra \({module} is not "
+                             rf"installed\): pip install 'mspn\[{extra}\]'$"):
         Predictor.load(tiny["model"], backend=backend)

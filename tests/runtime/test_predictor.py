@@ -198,14 +198,22 @@ def test_onnxruntime_io_binding_stream_matches(tiny, predictors, clips):
     session.close()
 
 
-def test_step_graph_is_loaded_by_the_first_stream_only(tiny, clips):
+def test_each_graph_is_loaded_by_its_first_use_only(tiny, clips):
     with Predictor.load(tiny["model"], threads=1) as predictor:
-        assert predictor.rollout_runner.is_active and not predictor.step_runner.is_active
+        assert not predictor.rollout_runner.is_active and not predictor.step_runner.is_active
         predictor.predict(clips)
+        assert predictor.rollout_runner.is_active
         assert not predictor.step_runner.is_active  # rollouts alone never load the step graph
         predictor.stream().push(clips[:, 0])
         assert predictor.step_runner.is_active
     assert not predictor.step_runner.is_active  # closed with the predictor
+    assert not predictor.rollout_runner.is_active
+
+
+def test_a_streaming_predictor_never_loads_the_rollout_graph(tiny, clips):
+    with Predictor.load(tiny["model"], threads=1) as predictor:
+        predictor.stream().push(clips[:, 0])
+        assert predictor.step_runner.is_active and not predictor.rollout_runner.is_active
 
 
 def test_reset_waits_for_no_one_and_refuses_during_use(predictors, clips):

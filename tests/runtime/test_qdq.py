@@ -3,6 +3,8 @@ and that mspn.runtime.qdq turns it into what TensorRT parses (float biases, symm
 activations) without changing what it computes beyond the coarser grid."""
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 import onnx
 import onnxruntime as ort
@@ -155,14 +157,7 @@ def test_uint8_weights_are_refused_by_name():
 
 
 def test_fold_without_onnx_says_what_to_install(monkeypatch):
-    import builtins
-    real_import = builtins.__import__
-
-    def no_onnx(name, *args, **kwargs):
-        if name == "onnx":
-            raise ImportError("simulated: onnx not installed")
-        return real_import(name, *args, **kwargs)
-
-    monkeypatch.setattr(builtins, "__import__", no_onnx)
-    with pytest.raises(MSPNError, match=r"needs the onnx package \(pip install onnx"):
+    monkeypatch.setitem(sys.modules, "onnx", None)  # makes `import onnx` fail, as when not installed
+    with pytest.raises(MSPNError, match=r"preparing an int8 graph for TensorRT needs the 'gpu' extra "
+                                        r"\(onnx is not installed\): pip install 'mspn\[gpu\]'"):
         tensorrt_ready_bytes("any.onnx")

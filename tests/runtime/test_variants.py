@@ -16,7 +16,7 @@ def variant_folder(tmp_path_factory):
     root = tmp_path_factory.mktemp("variants")
     ckpt = make_checkpoint(root / "micro.pt", "micro")
     export_model(ExportOptions(ckpt=str(ckpt), out=str(root / "model"), exporter="torchscript",
-                               precisions=("fp32", "fp16", "int8"), max_batch=2, progress=False))
+                               variants=("fp32", "fp16", "int8"), max_batch=2, progress=False))
     return root / "model"
 
 

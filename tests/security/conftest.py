@@ -17,12 +17,12 @@ from tests.runtime.conftest import clips, model_copy, tiny, video  # noqa: F401 
 
 
 def refuse(argv: list[str], capsys) -> str:
-    """Run `mspn ARGV`: exit 2, exactly one message line on stderr (progress bars aside), no
-    traceback; returns the line."""
+    """Run `mspn ARGV`: exit 1 (error) or 2 (usage error), exactly one message line on stderr
+    (progress bars aside), no traceback; returns the line."""
     code = main([str(a) for a in argv])
     err = capsys.readouterr().err
     lines = [line for line in err.split("\n") if line and "\r" not in line]  # tqdm redraws with \r
-    assert code == 2 and len(lines) == 1 and "Traceback" not in err, (code, err)
+    assert code in (1, 2) and len(lines) == 1 and "Traceback" not in err, (code, err)
     return lines[0]
 
 

@@ -137,13 +137,19 @@ def test_oversized_manifest_is_refused_before_reading(model_copy):
 
 # --- the graph is what the manifest says ----------------------------------------------------------
 
+def _first_prediction(folder, backend: str = "onnxruntime"):
+    """Load a folder and predict once: graphs are loaded (and checked) on first use."""
+    with Predictor.load(folder, backend=backend) as predictor:
+        return predictor.predict(np.zeros((1, 5, 1, 32, 32), np.float32))
+
+
 def test_rollout_entry_pointing_at_the_step_graph_is_refused(model_copy, capsys, npy_input, tmp_path):
     shutil.copy(model_copy / "step.onnx", model_copy / "other.onnx")
     edit_manifest(model_copy, _point("rollout", "fp32", "other.onnx", sha256(model_copy / "other.onnx")))
     for backend in ("onnxruntime", "openvino"):
         with pytest.raises(MSPNError, match=r"other.onnx: the graph's inputs \[.*'frame'.*\] are not the manifest's "
                                             r"\['frames'\] for the fp32 rollout graph"):
-            Predictor.load(model_copy, backend=backend)
+            _first_prediction(model_copy, backend=backend)
     err = refuse(["predict", "--model", model_copy, "--input", npy_input, "--out", tmp_path / "o.npy"], capsys)
     assert "are not the manifest's" in err and not (tmp_path / "o.npy").exists()
 
@@ -153,7 +159,7 @@ def test_declared_shape_differing_from_the_graph_is_refused(model_copy):
         shape=["batch", 4, 1, 32, 32]))
     with pytest.raises(MSPNError, match=r"output future is float32 \['batch', 5, 1, 32, 32\] in the graph but "
                                         r"float32 \['batch', 4, 1, 32, 32\] in the manifest"):
-        Predictor.load(model_copy)
+        _first_prediction(model_copy)
 
 
 def test_fp32_entry_pointing_at_an_int8_file_is_refused(model_copy):
@@ -165,6 +171,22 @@ def test_fp32_entry_pointing_at_an_int8_file_is_refused(model_copy):
     edit_manifest(model_copy, _point("rollout", "fp32", "step.onnx"))
     with pytest.raises(MSPNError, match=r"graphs.step.fp32.file: step.onnx is also graphs.rollout.fp32.file"):
         Manifest.load(model_copy)
+
+
+def test_graph_whose_metadata_names_another_variant_is_refused(model_copy):
+    import onnx
+
+    model = onnx.load(str(model_copy / "rollout.onnx"), load_external_data=False)  # weights stay in weights.bin
+    stamped = {p.key: p.value for p in model.metadata_props}
+    assert stamped.get("mspn.variant") == "fp32"  # export stamps every graph
+    for prop in model.metadata_props:
+        if prop.key == "mspn.variant":
+            prop.value = "int8"
+    onnx.save(model, str(model_copy / "quantized.onnx"))
+    edit_manifest(model_copy, _point("rollout", "fp32", "quantized.onnx", sha256(model_copy / "quantized.onnx")))
+    with pytest.raises(MSPNError, match=r"quantized.onnx: the graph says it is variant 'int8' but the manifest "
+                                        r"serves it as the fp32 rollout graph"):
+        _first_prediction(model_copy)
 
 
 def _rogue_rollout(path, cut: bool, scale: float = 1.0) -> None:

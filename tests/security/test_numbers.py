@@ -68,7 +68,7 @@ def test_bad_learning_rates_are_refused(tmp_path, capsys, override, match):
 
 
 def test_export_with_zero_calibration_clips_is_refused(tiny, tmp_path, capsys):
-    err = refuse(["export", "--ckpt", tiny["ckpt"], "--out", tmp_path / "m", "--precision", "int8",
+    err = refuse(["export", "--ckpt", tiny["ckpt"], "--out", tmp_path / "m", "--variants", "int8",
                   "--calib-clips", "0"], capsys)
     assert "--calib-clips must be >= 1, got 0" in err and not (tmp_path / "m").exists()
 
@@ -103,7 +103,7 @@ def test_bench_exits_non_zero_when_nothing_was_measured(tiny, tmp_path, capsys):
         ["bench", "--model", str(tiny["model"]), "--backends", "tensorrt", "--variants", "fp32", "--no-charts",
          "--clips", "1", "--report", str(tmp_path / "bench.json")])
     err = capsys.readouterr().err
-    assert code == 2 and "no measurement succeeded (0 failed, 1 skipped or other)" in err
+    assert code == 1 and "no measurement succeeded (0 failed, 1 skipped or other)" in err
     assert (tmp_path / "bench.json").is_file() and snapshot(tiny["model"]) == before
 
 

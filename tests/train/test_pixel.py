@@ -109,12 +109,12 @@ def test_bad_input_gets_one_line_errors(tmp_path, micro_data, micro):
         train(micro("train.max_steps=2", "model.hidden=5"), micro_data, out, resume=True)
 
 
-def test_cli_prints_one_line_and_exits_2(tmp_path, micro_data, capsys):
+def test_cli_prints_one_line_and_exits_1(tmp_path, micro_data, capsys):
     from mspn.cli import main
     code = main(["train", "--config", "micro", "--data", str(micro_data), "--out", str(tmp_path / "r"),
                  "--resume"])
     err = capsys.readouterr().err.strip()
-    assert code == 2 and len(err.splitlines()) == 1 and "no checkpoint to resume from" in err
+    assert code == 1 and len(err.splitlines()) == 1 and "no checkpoint to resume from" in err
 
 
 def test_selection_score_and_slack():
