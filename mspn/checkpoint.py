@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import pickle
+import warnings
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -75,11 +76,37 @@ def load_raw(path: str | Path) -> dict:
     if not path.is_file():
         raise MSPNError(f"checkpoint not found: {path}")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except (RuntimeError, EOFError, zipfile.BadZipFile, pickle.UnpicklingError, ValueError,
-            OSError) as exc:
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise MSPNError(f"{path}: not a readable checkpoint (truncated or corrupt?): {reason[:200]}") from None
+        with warnings.catch_warnings():  # a plain pickle is refused below; torch's hint is noise
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        if "Weights only load failed" in str(exc):  # torch's advice to unpickle anyway is not ours
+            raise MSPNError(f"{path}: holds Python objects beyond tensors and plain values, which mspn never "
+                            f"unpickles (they could run code); not an mspn checkpoint") from None
+        raise MSPNError(f"{path}: not a readable checkpoint (truncated or corrupt?): "
+                        f"{_first_line(exc)}") from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError, KeyError, IndexError,
+            TypeError, AttributeError, UnicodeDecodeError) as exc:
+        # A file that is not a checkpoint at all sends the unpickler wherever its bytes point.
+        raise MSPNError(f"{path}: not a readable checkpoint (truncated, corrupt or another kind of file): "
+                        f"{_first_line(exc)}") from None
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    line = text.splitlines()[0] if text else ""
+    return (f"{type(exc).__name__}: {line}" if isinstance(exc, LookupError) or not line else line)[:200]
+
+
+def check_finite_weights(state: dict, path) -> None:
+    """Refuse weights holding NaN or infinity, naming the first tensor: they predict only NaN."""
+    for name, tensor in state.items():
+        if not isinstance(tensor, torch.Tensor):
+            raise MSPNError(f"{path}: model entry {name!r} is a {type(tensor).__name__}, not a tensor")
+        if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+            bad = int((~torch.isfinite(tensor)).sum())
+            raise MSPNError(f"{path}: weight {name} holds {bad} NaN or infinite value(s) (a diverged run?); "
+                            f"use an earlier checkpoint")
 
 
 def load_checkpoint(path: str | Path, expect: Config | None = None) -> Checkpoint:
@@ -98,6 +125,9 @@ def load_checkpoint(path: str | Path, expect: Config | None = None) -> Checkpoin
     if expect is not None and config.model != expect.model:
         raise MSPNError(f"{path}: checkpoint of another config ({config.name}: {config.model}) "
                         f"where {expect.name} ({expect.model}) was expected")
+    if not isinstance(raw.get("model"), dict):
+        raise MSPNError(f"{path}: its model weights are missing or not a state_dict")
+    check_finite_weights(raw["model"], path)
     recorded = raw.get("model_sha256")
     if recorded is not None and recorded != weights_digest(raw["model"]):
         raise MSPNError(f"{path}: its weights do not match the SHA-256 recorded when it was saved "

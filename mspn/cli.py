@@ -148,7 +148,8 @@ def _add_predict(sub):
         if options.input is None:
             raise UsageError("--input is required (or --model with --video)")
         from mspn.predict import predict_file
-        predictions = predict_file(options.ckpt, options.input, options.horizon, options.out)
+        predictions = predict_file(options.ckpt, options.input, options.horizon, options.out,
+                                   max_horizon=options.max_horizon)
         print(f"wrote {options.out} {tuple(predictions.shape)} float32")
     _command(sub, "predict", "predict future frames: .npy clips or a video, checkpoint or model folder",
              PredictOptions, run)
@@ -400,8 +401,14 @@ def _add_bench(sub):
     def run(options):
         from mspn.bench.report import markdown_table
         from mspn.bench.run import run_bench
-        print(markdown_table(run_bench(options)))  # the result, on stdout; progress goes to the log
+        report = run_bench(options)
+        print(markdown_table(report))  # the result, on stdout; progress goes to the log
         print(f"wrote {options.report}")
+        results = report.get("results", [])
+        if not any(r.get("status") == "ok" for r in results):  # a report of failures is not a benchmark
+            failed = sum(r.get("status") == "failed" for r in results)
+            raise MSPNError(f"no measurement succeeded ({failed} failed, {len(results) - failed} skipped or "
+                            f"other); see {options.report}")
     _command(sub, "bench", "parity and latency of every backend x variant of a model folder", BenchOptions, run)
 
 

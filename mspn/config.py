@@ -6,6 +6,7 @@ the network it holds and the frame size it was trained on.
 from __future__ import annotations
 
 import dataclasses
+import math
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -100,6 +101,8 @@ class TrainConfig:
             raise ConfigError(f"train.amp must be 'off', 'bf16' or 'fp16', got {self.amp!r}")
         if self.batch_size < 1 or self.epochs < 0 or self.checkpoint_every < 1:
             raise ConfigError("train.batch_size and train.checkpoint_every must be >= 1, epochs >= 0")
+        _positive_numbers("train", self, positive=("lr",), non_negative=(
+            "weight_decay", "max_steps", "steps_per_epoch", "val_clips", "num_workers"))
 
 
 ALTERNATIONS = ("per-video", "continuous")
@@ -129,6 +132,18 @@ class AdvConfig:
             raise ConfigError("adv.disc_channels needs at least 2 widths")
         if self.alternation not in ALTERNATIONS:
             raise ConfigError(f"adv.alternation must be 'per-video' or 'continuous', got {self.alternation!r}")
+        _positive_numbers("adv", self, positive=("g_lr", "d_lr", "batch_size", "window"),
+                          non_negative=("weight_decay", "adv_weight", "epochs", "selection_slack"))
+
+
+def _positive_numbers(section: str, values, positive=(), non_negative=()) -> None:
+    """Refuse learning rates <= 0, negative weights and counts: they train nothing or diverge."""
+    for name in positive:
+        if not getattr(values, name) > 0:
+            raise ConfigError(f"{section}.{name} must be > 0, got {getattr(values, name)!r}")
+    for name in non_negative:
+        if not getattr(values, name) >= 0:
+            raise ConfigError(f"{section}.{name} must be >= 0, got {getattr(values, name)!r}")
 
 
 @dataclass
@@ -185,6 +200,8 @@ def _coerce(value, annotation, key: str):
     if annotation is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{key} must be a number, got {value!r}")
+        if not math.isfinite(value):
+            raise ConfigError(f"{key} must be a finite number, got {value!r}")
         return float(value)
     if annotation is str:
         if not isinstance(value, str):

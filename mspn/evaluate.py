@@ -21,7 +21,7 @@ import torch
 from mspn.baselines import BASELINES, compare
 from mspn.checkpoint import load_checkpoint
 from mspn.errors import MSPNError
-from mspn.fileio import atomic_path, atomic_write_figure, atomic_write_json
+from mspn.fileio import atomic_path, atomic_write_figure, atomic_write_json, check_output
 from mspn.metrics import StepMetrics, load_lpips
 from mspn.options import EvalOptions
 from mspn.progress import tqdm
@@ -47,6 +47,10 @@ def evaluate(options: EvalOptions) -> dict:
     from mspn.data.clips import ClipDataset  # the data layer is imported only when evaluating
 
     o = options
+    report_path = Path(o.report)
+    for suffix in ("", "_metrics.png", "_strip.png", "_rollout.gif"):  # every output, before any work
+        path = report_path if not suffix else report_path.with_name(f"{report_path.stem}{suffix}")
+        check_output(path, inputs=(o.ckpt,), what="--report" if not suffix else "--report's picture")
     checkpoint = load_checkpoint(o.ckpt)
     predictors = _predictors(checkpoint, o.untrained)  # a checkpoint that does not fit fails here, first
     config = checkpoint.config

@@ -200,6 +200,7 @@ class PredictOptions:
     model: str | None = option(None, metavar="DIR", help="exported model folder, run torch-free on --backend")
     input: str | None = option(None, help=".npy (B, T, C, H, W) uint8 or float32 in [0, 1]")
     horizon: int | None = option(None, help="frames to predict (default: the model's or the config's)")
+    max_horizon: int = option(1000, help="refuse a --horizon above this (a runaway request would run for hours)")
     backend: Backend = option("onnxruntime", help="backend for --model")
     variant: Variant = option("fp32", help="which of the model folder's exported variants to run")
     provider: Literal["cpu", "cuda", "tensorrt"] | None = option(None, help="onnxruntime execution provider")
@@ -219,7 +220,8 @@ class PredictOptions:
 
     def __post_init__(self):
         check_literals(self)
-        _positive(self, "horizon", "threads")
+        _positive(self, "horizon", "threads", "max_horizon", "lead")
+        _positive(self, "max_frames", minimum=0)
 
     def backend_options(self) -> dict:
         """Options for Predictor.load: only those given, so each backend's defaults apply."""

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from mspn.errors import MSPNError, UsageError
-from mspn.fileio import atomic_path
+from mspn.fileio import atomic_path, check_fits_memory, check_output, read_npy
 
 BATCH = 8  # clips per forward pass: bounds memory for files holding many clips
 
@@ -18,15 +18,7 @@ BATCH = 8  # clips per forward pass: bounds memory for files holding many clips
 def load_frames(path) -> np.ndarray:
     """Read and check an input file; returns (B, T, C, H, W) float32 in [0, 1]."""
     path = Path(path)
-    if not path.is_file():
-        raise MSPNError(f"input not found: {path}")
-    try:
-        array = np.load(path, allow_pickle=False)
-    except (ValueError, OSError, EOFError) as exc:
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise MSPNError(f"{path}: not a readable .npy array: {reason[:200]}") from None
-    if not isinstance(array, np.ndarray):  # an .npz archive
-        raise MSPNError(f"{path}: expected one .npy array (B, T, C, H, W), got an archive")
+    array = read_npy(path)
     if array.ndim != 5:
         raise MSPNError(f"{path}: expected a 5-D array (B, T, C, H, W), got shape {array.shape}")
     if min(array.shape) < 1:
@@ -39,14 +31,23 @@ def load_frames(path) -> np.ndarray:
     if not np.isfinite(array).all():
         raise MSPNError(f"{path}: holds {int(np.count_nonzero(~np.isfinite(array)))} NaN or "
                         f"infinite value(s)")
-    low, high = float(array.min()), float(array.max())
+    low, high = array.min(), array.max()
     if low < 0.0 or high > 1.0:
-        raise MSPNError(f"{path}: float32 frames must lie in [0, 1], found values in "
-                        f"[{low:.4g}, {high:.4g}] (uint8 input is scaled by 1/255 itself)")
+        from mspn.runtime.predictor import range_problem
+        raise MSPNError(f"{path}: float32 frames must lie in [0, 1]: {range_problem(low, high)} "
+                        f"(uint8 input is scaled by 1/255 itself)")
     return array
 
 
-def predict_file(ckpt, input, horizon: int | None, out, quiet: bool = False) -> np.ndarray:
+def check_horizon(horizon: int, max_horizon: int) -> None:
+    """Refuse a horizon above --max-horizon: millions of steps would run for hours."""
+    if horizon > max_horizon:
+        raise MSPNError(f"--horizon {horizon} is above --max-horizon {max_horizon}; raise --max-horizon "
+                        f"if you mean it")
+
+
+def predict_file(ckpt, input, horizon: int | None, out, quiet: bool = False,
+                 max_horizon: int = 1000) -> np.ndarray:
     """Roll a checkpoint forward: ``input`` (B, T, C, H, W) -> ``out`` (B, horizon, C, H, W) float32.
 
     The whole input sequence is the context; horizon None predicts the config's data.pred_steps.
@@ -62,10 +63,13 @@ def predict_file(ckpt, input, horizon: int | None, out, quiet: bool = False) -> 
         raise UsageError("--ckpt is required: the checkpoint to predict with")
     if horizon is not None and horizon < 1:
         raise MSPNError(f"--horizon must be >= 1, got {horizon}")
+    check_output(out, inputs=(input, ckpt))
     checkpoint = load_checkpoint(ckpt)
     if horizon is None:
         horizon = checkpoint.config.data.pred_steps
+    check_horizon(horizon, max_horizon)
     frames = load_frames(input)
+    check_fits_memory(4 * len(frames) * horizon * int(np.prod(frames.shape[2:])), f"--horizon {horizon}")
     channels = checkpoint.config.model.frame_channels
     if frames.shape[2] != channels:
         raise MSPNError(f"{input}: frames have {frames.shape[2]} channel(s) but checkpoint "

@@ -80,6 +80,7 @@ class Runner(ABC):
         start = time.perf_counter()
         out = self._infer(feed)
         self._local.latency = time.perf_counter() - start
+        self.check_outputs(out, self._batch_of(feed))
         return out
 
     def _check_active(self) -> None:
@@ -126,6 +127,55 @@ class Runner(ABC):
             raise MSPNError(f"batch {batch} is outside the model's range {m.batch_min}..{m.batch_max} "
                             f"(manifest batch); split the input")
 
+    def check_graph(self, inputs: dict[str, tuple[str, tuple]], outputs: dict[str, tuple[str, tuple]]) -> None:
+        """The loaded graph is what the manifest says: {name: (dtype, shape)} of its real inputs and
+        outputs (shape: ints for fixed dims, anything else for dynamic ones) against the manifest's
+        names, element types, ranks and fixed dims. Backends call this once, at activation."""
+        for role, real, declared in (("inputs", inputs, self.graph.inputs), ("outputs", outputs, self.graph.outputs)):
+            names = [t.name for t in declared]
+            if sorted(real) != sorted(names):
+                raise MSPNError(f"{self.graph.file}: the graph's {role} {sorted(real)} are not the manifest's "
+                                f"{sorted(names)} for the {self.graph.variant} {self.graph.kind} graph; "
+                                f"refusing a graph the manifest does not describe")
+            for spec in declared:
+                dtype, shape = real[spec.name]
+                fixed = [(a, b) for a, b in zip(shape, spec.shape, strict=False) if isinstance(a, int)
+                         and isinstance(b, int) and a >= 0]
+                if dtype != spec.dtype or len(shape) != len(spec.shape) or any(a != b for a, b in fixed):
+                    raise MSPNError(f"{self.graph.file}: {role[:-1]} {spec.name} is {dtype} {list(shape)} in the "
+                                    f"graph but {spec.dtype} {list(spec.shape)} in the manifest")
+
+    def check_metadata(self, metadata: dict[str, str]) -> None:
+        """The graph's own ``mspn.graph`` / ``mspn.variant`` metadata_props (written by export) agree
+        with the manifest entry that names it: an int8 file is never served as fp32. Graphs
+        without them (exported before they existed) pass."""
+        for key, expected in (("mspn.graph", self.graph.kind), ("mspn.variant", self.graph.variant)):
+            found = metadata.get(key)
+            if found is not None and found != expected:
+                raise MSPNError(f"{self.graph.file}: the graph says it is {key.split('.')[1]} {found!r} but the "
+                                f"manifest serves it as the {self.graph.variant} {self.graph.kind} graph")
+
+    def _batch_of(self, feed: dict[str, np.ndarray]) -> int | None:
+        for spec in self.graph.inputs:
+            if spec.shape and isinstance(spec.shape[0], str) and spec.name in feed:
+                return int(np.shape(feed[spec.name])[0])
+        return None
+
+    def check_outputs(self, out: dict[str, np.ndarray], batch: int | None) -> None:
+        """Host outputs have the manifest's shape at this batch and hold only finite values."""
+        for spec in self.graph.outputs:
+            if spec.name not in out or not isinstance(out[spec.name], np.ndarray):
+                continue  # device-resident state (GPU runners) stays unchecked on the host
+            value = out[spec.name]
+            if batch is not None and value.shape != spec.concrete(batch):
+                raise MSPNError(f"{self.graph.file}: output {spec.name} came back with shape {value.shape}, "
+                                f"not the manifest's {list(spec.concrete(batch))}; the graph is not what the "
+                                f"manifest says")
+            if value.dtype.kind == "f" and not np.isfinite(value).all():
+                bad = int(np.count_nonzero(~np.isfinite(value)))
+                raise MSPNError(f"{self.graph.file}: output {spec.name} holds {bad} NaN or infinite value(s); "
+                                f"the graph or its weights are broken")
+
     # --- streaming state: numpy by default, device-resident in GPU runners ------------------------
     def dtype_of(self, name: str):
         """The numpy dtype the graph declares for an input (float16 in some fp16 exports)."""
@@ -149,6 +199,7 @@ class Runner(ABC):
         start = time.perf_counter()
         out = self._step(handle, feed)
         self._local.latency = time.perf_counter() - start
+        self.check_outputs(out[0], self._batch_of(feed))
         return out
 
     def _step(self, handle: Any, feed: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], Any]:
@@ -208,4 +259,10 @@ def split_options(options: dict, known: dict, backend: str) -> dict:
     unknown = sorted(set(options) - set(known))
     if unknown:
         raise MSPNError(f"unknown {backend} option(s): {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+    for name, value in options.items():  # the defaults' types: threads=0 takes whole numbers >= 0
+        default = known[name]
+        if isinstance(default, bool) and not isinstance(value, bool | None):
+            raise MSPNError(f"{backend} option {name} must be True or False, got {value!r}")
+        if type(default) is int and (isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 0):
+            raise MSPNError(f"{backend} option {name} must be a whole number >= 0, got {value!r}")
     return {**known, **options}

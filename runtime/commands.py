@@ -6,13 +6,14 @@ from pathlib import Path
 import numpy as np
 
 from mspn.errors import MSPNError, UsageError
-from mspn.fileio import atomic_path
+from mspn.fileio import atomic_path, check_fits_memory, check_output, read_npy
 from mspn.options import PredictOptions
 
 from .predictor import Predictor
 
 
-def predict_array(predictor: Predictor, frames: np.ndarray, horizon: int | None = None) -> np.ndarray:
+def predict_array(predictor: Predictor, frames: np.ndarray, horizon: int | None = None,
+                  max_horizon: int = 1000) -> np.ndarray:
     """frames (B, T, C, H, W) -> (B, horizon, C, H, W) float32, whole T as context.
 
     T == T_ctx and horizon == T_pred use the rollout graph; any other T or horizon streams
@@ -22,8 +23,14 @@ def predict_array(predictor: Predictor, frames: np.ndarray, horizon: int | None 
     horizon = predictor.horizon if horizon is None else horizon
     if horizon < 1:
         raise MSPNError(f"--horizon must be >= 1, got {horizon}")
+    if horizon > max_horizon:
+        raise MSPNError(f"--horizon {horizon} is above --max-horizon {max_horizon}; raise --max-horizon "
+                        f"if you mean it")
     if not isinstance(frames, np.ndarray) or frames.ndim != 5:
         raise MSPNError(f"input must be (B, T, C, H, W), got shape {getattr(frames, 'shape', None)}")
+    if min(frames.shape) < 1:
+        raise MSPNError(f"input is empty: shape {frames.shape} (B, T, C, H, W)")
+    check_fits_memory(4 * len(frames) * horizon * int(np.prod(frames.shape[2:])), f"--horizon {horizon}")
     return predictor.predict(frames, horizon=horizon)
 
 
@@ -31,6 +38,10 @@ def predict_model(args: PredictOptions) -> None:
     """`mspn predict --model DIR --backend B (--input X.npy | --video V) --out OUT`."""
     if sum(x is not None for x in (args.input, args.video, args.source)) != 1:
         raise UsageError("give exactly one of --input X.npy or --video VIDEO (or --source SRC for live sources)")
+    if args.source is None:  # a live source's --out may also be a folder of PNGs (sources.py checks it)
+        check_output(args.out, inputs=(args.input, args.video))
+    if args.gif:
+        check_output(args.gif, inputs=(args.input, args.video, args.source, args.out), what="--gif")
     with Predictor.load(args.model, backend=args.backend, variant=args.variant, **args.backend_options()) as predictor:
         if args.source is not None:
             return _predict_source(predictor, args)
@@ -46,16 +57,8 @@ def predict_model(args: PredictOptions) -> None:
             return
         if args.stream or args.gif:
             raise UsageError("--stream and --gif apply to --video")
-        path = Path(args.input)
-        if not path.is_file():
-            raise MSPNError(f"input not found: {path}")
-        try:
-            frames = np.load(path, allow_pickle=False)
-        except (ValueError, OSError, EOFError) as exc:
-            raise MSPNError(f"{path}: not a readable .npy array: {str(exc).splitlines()[0][:200]}") from None
-        if not isinstance(frames, np.ndarray):
-            raise MSPNError(f"{path}: expected one .npy array (B, T, C, H, W), got an archive")
-        predictions = predict_array(predictor, frames, args.horizon)
+        frames = read_npy(Path(args.input))
+        predictions = predict_array(predictor, frames, args.horizon, args.max_horizon)
         with atomic_path(args.out) as tmp:
             with open(tmp, "wb") as handle:  # a file object, so np.save does not append ".npy"
                 np.save(handle, predictions, allow_pickle=False)

@@ -6,39 +6,32 @@ tampered, truncated or swapped file is refused by name instead of producing wron
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 from mspn.errors import MSPNError
 from mspn.fileio import atomic_write_json, sha256_file
 
+from .manifest_schema import (
+    MAX_MANIFEST_BYTES,
+    REQUIRED,
+    ManifestSchema,
+    TensorSpec,  # noqa: F401  (re-exported: runners and export use it from here)
+    build,
+    check_relative,
+    parse_json,
+    show,
+)
+
 FORMAT = "mspn-model"
 FORMAT_VERSION = 1
 VARIANTS = ("fp32", "fp16", "int8")
 GRAPHS = ("rollout", "step")
-_REQUIRED = ("config", "context", "horizon", "frame_size", "channels", "batch", "graphs", "state",
-             "files")
 
 
 MANIFEST = "manifest.json"
 CACHE_FOLDER = ".cache"  # per-machine load caches (mspn.runtime.cache); never part of the folder's files
 BATCH = "batch"  # the symbol of the dynamic batch axis in tensor shapes
-
-
-@dataclass(frozen=True)
-class TensorSpec:
-    """One graph input or output. shape: ints, or a symbol ("batch") for a dynamic axis."""
-
-    name: str
-    shape: tuple
-    dtype: str = "float32"
-
-    def to_dict(self) -> dict:
-        return {"name": self.name, "shape": list(self.shape), "dtype": self.dtype}
-
-    def concrete(self, batch: int) -> tuple[int, ...]:
-        return tuple(batch if d == BATCH else int(d) for d in self.shape)
 
 
 def state_names(levels: int) -> list[str]:
@@ -58,7 +51,6 @@ def write_manifest(folder: str | Path, raw: dict) -> dict:
                             and p.relative_to(folder).parts[0] != CACHE_FOLDER}}
     path = folder / MANIFEST
     atomic_write_json(path, raw)
-    path.chmod(0o644)  # the atomic writer's temporary file is private; a model folder is not
     return raw
 
 
@@ -71,87 +63,90 @@ class GraphSpec:
     file: str
     inputs: tuple[TensorSpec, ...]
     outputs: tuple[TensorSpec, ...]
-    external: tuple[str, ...] = ()  # external-data (weights) files the graph reads, folder-relative
-
-
-def _tensors(raw, where: str) -> tuple[TensorSpec, ...]:
-    try:
-        return tuple(TensorSpec(t["name"], tuple(t["shape"]), t.get("dtype", "float32")) for t in raw)
-    except (KeyError, TypeError):
-        raise MSPNError(f"{where}: malformed tensor list in the manifest") from None
+    external: tuple[str, ...] = ()  # ONNX external-data files the graph reads, folder-relative
 
 
 class Manifest:
-    """A parsed, version-checked manifest. ``folder`` is the model folder it describes."""
+    """A parsed, schema-checked manifest. ``folder`` is the model folder it describes."""
 
-    def __init__(self, folder: Path, raw: dict):
+    def __init__(self, folder: Path, raw: dict, schema: ManifestSchema):
         self.folder = folder
         self.raw = raw
-        self.context = int(raw["context"])
-        self.horizon = int(raw["horizon"])
-        self.frame_size = tuple(int(v) for v in raw["frame_size"])
-        self.channels = int(raw["channels"])
-        self.channel_order = raw.get("channel_order", "gray" if self.channels == 1 else "bgr")
-        batch = raw["batch"]
-        self.batch_min, self.batch_opt, self.batch_max = int(batch["min"]), int(batch["opt"]), int(batch["max"])
-        self.state_file = raw["state"]["file"]
-        self.state_names = tuple(raw["state"]["names"])
-        self.files: dict = raw["files"]
-        self.engines: dict = raw.get("engines") or {}
+        self.schema = schema
+        self.context = schema.context
+        self.horizon = schema.horizon
+        self.frame_size = schema.frame_size
+        self.channels = schema.channels
+        self.channel_order = schema.channel_order or ("gray" if self.channels == 1 else "bgr")
+        self.batch_min, self.batch_opt, self.batch_max = schema.batch.min, schema.batch.opt, schema.batch.max
+        self.state_file = schema.state.file
+        self.state_names = schema.state.names
+        self.files: dict = schema.files
+        self.engines: dict = schema.engines or {}
 
     @classmethod
     def load(cls, folder: str | Path) -> Manifest:
+        """Read and check manifest.json: size first, then JSON, format, version and the schema."""
         folder = Path(folder)
-        path = folder / MANIFEST
         if not folder.is_dir():
             raise MSPNError(f"model folder not found: {folder}")
-        if not path.is_file():
-            raise MSPNError(f"{folder}: no manifest.json; is this a model folder written by `mspn export`?")
-        try:
-            raw = json.loads(path.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise MSPNError(f"{path}: not valid JSON ({exc})") from None
+        path = folder / MANIFEST
+        raw = parse_json(_read_manifest(folder, path), str(path))
         if not isinstance(raw, dict) or raw.get("format") != FORMAT:
             found = raw.get("format") if isinstance(raw, dict) else None
-            raise MSPNError(f"{path}: not an mspn model manifest (format is {found!r}, "
+            raise MSPNError(f"{path}: not an mspn model manifest (format is {show(found)}, "
                             f"expected {FORMAT!r})")
         if raw.get("format_version") != FORMAT_VERSION:
-            raise MSPNError(f"{path}: manifest format_version {raw.get('format_version')!r} is not supported "
-                            f"(this runtime reads version {FORMAT_VERSION}); re-export the model or upgrade mspn")
-        missing = [k for k in _REQUIRED if k not in raw]
+            raise MSPNError(f"{path}: manifest format_version {show(raw.get('format_version'))} is not "
+                            f"supported (this runtime reads version {FORMAT_VERSION}); re-export the model or "
+                            f"upgrade mspn")
+        missing = [k for k in REQUIRED if k not in raw]
         if missing:
             raise MSPNError(f"{path}: manifest lacks {', '.join(missing)}")
         try:
-            return cls(folder, raw)
-        except (KeyError, TypeError, ValueError) as exc:
-            raise MSPNError(f"{path}: malformed manifest ({type(exc).__name__}: {exc})") from None
+            schema = build(ManifestSchema, raw, "")
+        except MSPNError as exc:
+            raise MSPNError(f"{path}: malformed manifest: {exc}") from None
+        return cls(folder, raw, schema)
 
     @property
     def variants(self) -> list[str]:
         """Variants with both graphs exported."""
-        graphs = self.raw["graphs"]
+        graphs = self.schema.graphs
         return [v for v in VARIANTS if all(v in graphs.get(kind, {}) for kind in GRAPHS)]
 
     def graph(self, kind: str, variant: str) -> GraphSpec:
         if variant not in VARIANTS:
             raise MSPNError(f"unknown variant {variant!r}; choose one of {', '.join(VARIANTS)}")
-        entry = self.raw["graphs"].get(kind, {}).get(variant)
+        entry = self.schema.graphs.get(kind, {}).get(variant)
         if entry is None:
             raise MSPNError(f"{self.folder}: no {variant} {kind} graph in this folder (exported variants: "
                             f"{', '.join(self.variants) or 'none'}); re-export with --variants {variant}")
-        where = f"{self.folder}: graphs.{kind}.{variant}"
-        return GraphSpec(kind, variant, entry["file"], _tensors(entry["inputs"], where),
-                         _tensors(entry["outputs"], where), tuple(entry.get("external") or ()))
+        return GraphSpec(kind, variant, entry.file, entry.inputs, entry.outputs, entry.external)
+
+    def path_inside(self, name: str, what: str = "file") -> Path:
+        """``folder / name`` after checking that it stays inside the folder once links are followed;
+        a name that is absolute, uses '..' or leads out through a link is refused by name."""
+        check_relative(name, f"{self.folder}: {what}")
+        path = self.folder / name
+        root = self.folder.resolve()
+        if not path.resolve().is_relative_to(root):
+            raise MSPNError(f"{self.folder}: {name} leads outside the model folder (a symbolic link?); "
+                            f"refusing to read it")
+        return path
 
     def verified_path(self, name: str) -> Path:
-        """The path of a folder file after checking it exists and matches its recorded SHA-256."""
-        path = self.folder / name
+        """The path of a folder file after checking it lies inside the folder, is a regular file and
+        matches its recorded SHA-256. No hash is ever computed for a file outside the folder."""
+        path = self.path_inside(name)
         expected = self.files.get(name)
         if expected is None:
             raise MSPNError(f"{self.folder}: {name} is not listed in manifest.json files; refusing an "
                             f"unverifiable file")
-        if not path.is_file():
+        if not path.exists():
             raise MSPNError(f"{self.folder}: {name} is missing from the model folder")
+        if not path.is_file():
+            raise MSPNError(f"{self.folder}: {name} is not a regular file; refusing it")
         actual = sha256_file(path)
         if actual != expected:
             raise MSPNError(f"{path}: SHA-256 mismatch (file tampered with, truncated or replaced; "
@@ -186,6 +181,26 @@ class Manifest:
                 return name, record
         raise MSPNError(f"{self.folder}: no TensorRT engine for the {variant} {kind} graph; build one "
                         f"with `mspn build-engine --model {self.folder} --variant {variant}`")
+
+
+def _read_manifest(folder: Path, path: Path) -> str:
+    """The manifest's text, its size checked before anything is read; it must be a regular file
+    inside the folder (not a link leading out, a FIFO or a device)."""
+    if not path.exists() and not path.is_symlink():
+        raise MSPNError(f"{folder}: no manifest.json; is this a model folder written by `mspn export`?")
+    if not path.resolve().is_relative_to(folder.resolve()) or not path.is_file():
+        raise MSPNError(f"{path}: not a regular file inside the model folder; refusing it")
+    size = path.stat().st_size
+    if size > MAX_MANIFEST_BYTES:
+        raise MSPNError(f"{path}: {size} bytes, larger than any manifest (limit {MAX_MANIFEST_BYTES >> 20} MiB)")
+    with open(path, "rb") as handle:
+        data = handle.read(MAX_MANIFEST_BYTES + 1)  # the file may grow after the check
+    if len(data) > MAX_MANIFEST_BYTES:
+        raise MSPNError(f"{path}: larger than any manifest (limit {MAX_MANIFEST_BYTES >> 20} MiB)")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise MSPNError(f"{path}: not valid JSON (not UTF-8 text: {exc.reason} at byte {exc.start})") from None
 
 
 def external_data_files(path: str | Path) -> list[str]:

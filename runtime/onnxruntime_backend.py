@@ -100,6 +100,8 @@ class OnnxRuntimeRunner(Runner):
         if wanted not in active:
             raise MSPNError(f"onnxruntime fell back to {', '.join(active)} although {wanted} was asked for "
                             f"(CUDA/cuDNN/TensorRT libraries not found or not matching this onnxruntime build?)")
+        self.check_graph(_io(session.get_inputs()), _io(session.get_outputs()))
+        self.check_metadata(dict(session.get_modelmeta().custom_metadata_map))
         self.session = session
 
     def _load(self, ort):
@@ -170,6 +172,15 @@ class OnnxRuntimeRunner(Runner):
         values = binding.get_outputs()  # in the order bound above
         host = {n: v.numpy() for n, v in zip(host_outputs, values[: len(host_outputs)], strict=True)}
         return host, dict(zip(names, values[len(host_outputs):], strict=True))
+
+
+_ORT_TYPES = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(int64)": "int64",
+              "tensor(int32)": "int32"}
+
+
+def _io(args) -> dict[str, tuple[str, tuple]]:
+    """ONNX Runtime NodeArgs -> {name: (dtype, shape)} for Runner.check_graph."""
+    return {a.name: (_ORT_TYPES.get(a.type, a.type), tuple(a.shape)) for a in args}
 
 
 def load_session(source: str | Path | bytes, providers=("CPUExecutionProvider",), threads: int = 0,

@@ -54,6 +54,8 @@ class OpenVINORunner(Runner):
         self.compiled = compile_model(self.path, device=opts["device"], precision=opts["precision"],
                                       threads=int(opts["threads"]), hint=opts["hint"], cache_dir=cache)
         self.loaded_from_cache = loaded_from_cache(self.compiled)
+        declared = {t.name for t in (*self.graph.inputs, *self.graph.outputs)}
+        self.check_graph(_io(self.compiled.inputs, declared), _io(self.compiled.outputs, declared))
         self._ports = {name: self.compiled.output(name) for name in self.output_names}
         self._requests = threading.local()
 
@@ -74,6 +76,21 @@ class OpenVINORunner(Runner):
         results = self._request().infer(feed)
         # Copies: the request's output tensors are overwritten by its next inference.
         return {name: np.array(results[port], copy=True) for name, port in self._ports.items()}
+
+
+_OV_TYPES = {"f32": "float32", "f16": "float16", "i64": "int64", "i32": "int32"}
+
+
+def _io(ports, declared: set[str]) -> dict[str, tuple[str, tuple]]:
+    """OpenVINO ports -> {name: (dtype, shape)} for Runner.check_graph (dynamic dims as None).
+    A port may carry several names; the one the manifest uses stands for it."""
+    result = {}
+    for port in ports:
+        kind = port.get_element_type().get_type_name()
+        shape = tuple(d.get_length() if d.is_static else None for d in port.get_partial_shape())
+        names = sorted(port.get_names() & declared) or [port.get_any_name()]
+        result[names[0]] = (_OV_TYPES.get(kind, kind), shape)
+    return result
 
 
 def compile_model(path: str | Path, device: str = "CPU", precision: str = "f32", threads: int = 0,

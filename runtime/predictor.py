@@ -17,11 +17,14 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
 
 from mspn.errors import MSPNError
+from mspn.fileio import check_fits_memory
 
 from .base import Runner, make_runner
 from .manifest import Manifest
@@ -50,14 +53,9 @@ class Predictor:
         openvino: precision, threads; tensorrt: device_id; torch: ckpt, device).
         """
         manifest = Manifest.load(model_dir)
-        state_path = manifest.verified_path(manifest.state_file)
-        try:
-            with np.load(state_path, allow_pickle=False) as npz:
-                initial = {name: np.asarray(npz[name], dtype=np.float32) for name in manifest.state_names}
-        except (KeyError, ValueError, OSError) as exc:
-            raise MSPNError(f"{state_path}: unreadable initial state ({exc})") from None
         rollout = make_runner(backend, manifest, "rollout", variant, **backend_options)
         step = make_runner(backend, manifest, "step", variant, **backend_options)
+        initial = load_initial_state(manifest, step.graph)
         # Both graphs load on first use (predict: rollout, stream: step): a predictor used for one
         # of them never spends the time or memory of the other.
         rollout.check_available()
@@ -150,6 +148,8 @@ class Predictor:
         Accepts uint8 (0..255, scaled by 1/255) or float32 in [0, 1]; returns contiguous float32.
         """
         m = self.manifest
+        if isinstance(frames, np.ma.MaskedArray):
+            frames = frames.data  # what a mask hides is still what the graph would be fed
         (height, width), c = m.frame_size, m.channels
         layout = f"(B, {m.context}, {c}, {height}, {width})" if clip else f"(B, {c}, {height}, {width})"
         names = "(B, T_ctx, C, H, W)" if clip else "(B, C, H, W)"
@@ -179,11 +179,54 @@ class Predictor:
         if not finite.all():
             where = tuple(int(i) for i in np.argwhere(~finite)[0])
             raise MSPNError(f"{what} contains NaN or inf ({int((~finite).sum())} values, first at index {where})")
-        low, high = float(frames.min()), float(frames.max())
+        low, high = frames.min(), frames.max()
         if low < 0.0 or high > 1.0:
-            raise MSPNError(f"{what} values must lie in [0, 1] for float32 input, got min {low:.4g} and max "
-                            f"{high:.4g}{' (0..255 values? pass uint8 or divide by 255)' if high > 1.5 else ''}")
+            raise MSPNError(f"{what} values must lie in [0, 1] for float32 input: {range_problem(low, high)}"
+                            f"{' (0..255 values? pass uint8 or divide by 255)' if high > 1.5 else ''}")
         return np.ascontiguousarray(frames)
+
+
+def load_initial_state(manifest: Manifest, step_graph) -> dict[str, np.ndarray]:
+    """initial_state.npz -> {state name: (1, ...) float32}, checked against the step graph's inputs.
+
+    The archive's declared sizes are read before any array, so a member claiming gigabytes (a zip
+    bomb) is refused unread; a truncated archive, a wrong shape or a NaN is refused by name.
+    """
+    path = manifest.verified_path(manifest.state_file)
+    shapes = {t.name: t.concrete(1) for t in step_graph.inputs}
+    unknown = [n for n in manifest.state_names if n not in shapes]
+    if unknown:
+        raise MSPNError(f"{manifest.folder}: state names {', '.join(unknown)} are not inputs of the step graph")
+    try:
+        with zipfile.ZipFile(path) as archive:
+            declared = {info.filename: info.file_size for info in archive.infolist()}
+        state = {}
+        with np.load(path, allow_pickle=False) as npz:
+            for name in manifest.state_names:
+                limit = int(np.prod(shapes[name])) * 8 + 4096  # float64 at most, plus the .npy header
+                if declared.get(f"{name}.npy", 0) > limit:
+                    raise MSPNError(f"{path}: state {name} declares {declared[f'{name}.npy']} bytes, more than "
+                                    f"its shape {list(shapes[name])} needs")
+                state[name] = np.asarray(npz[name], dtype=np.float32)
+    except (KeyError, ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
+        raise MSPNError(f"{path}: unreadable initial state ({type(exc).__name__}: {str(exc)[:200]})") from None
+    for name, value in state.items():
+        if value.shape != shapes[name]:
+            raise MSPNError(f"{path}: state {name} has shape {value.shape}, the step graph takes {shapes[name]}")
+        if not np.isfinite(value).all():
+            raise MSPNError(f"{path}: state {name} holds NaN or infinite values")
+    return state
+
+
+def range_problem(low, high) -> str:
+    """What lies outside [0, 1], with float32 values shown exactly ('max 1.0000001 is above 1')."""
+    show = np.format_float_positional
+    problems = ([f"min {show(low)} is below 0"] if low < 0 else []) + \
+        ([f"max {show(high)} is above 1"] if high > 1 else [])
+    return " and ".join(problems)
+
+
+MAX_ROLLOUT = 10_000  # frames per StreamSession.rollout call; longer runs take several calls
 
 
 class StreamSession:
@@ -252,9 +295,13 @@ class StreamSession:
         with self._guard():
             if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
                 raise MSPNError(f"rollout(n) needs a whole number n >= 1, got {n!r}")
+            if n > MAX_ROLLOUT:
+                raise MSPNError(f"rollout({n}) asks for more than {MAX_ROLLOUT} frames in one call; "
+                                f"roll out in several calls")
             if self._handle is None:
                 raise MSPNError("rollout() before any push(): push the context frames first "
                                 "(the session has no state yet)")
+            check_fits_memory(int(n) * self._pending.nbytes, f"rollout({n})")
             zeros = np.zeros_like(self._pending)
             off = np.zeros(self._batch, np.float32)
             future = []

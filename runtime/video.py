@@ -6,14 +6,13 @@ the real frame (left) next to the model's prediction of it (right), enlarged for
 """
 from __future__ import annotations
 
-import contextlib
-import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
 
 from mspn.errors import MSPNError
+from mspn.fileio import atomic_path
 
 from .base import require
 
@@ -46,6 +45,8 @@ def read_video(path: str | Path, size: tuple[int, int], channels: int, order: st
     """Frames of a video as (T, C, H, W) uint8 at the model's size, and the video's fps."""
     cv2 = _cv2()
     path = Path(path)
+    if isinstance(max_frames, bool) or not isinstance(max_frames, int) or max_frames < 0:
+        raise MSPNError(f"max_frames must be a whole number >= 0 (0: all frames), got {max_frames!r}")
     if not path.is_file():
         raise MSPNError(f"video not found: {path}")
     capture = cv2.VideoCapture(str(path))
@@ -88,19 +89,6 @@ def side_by_side(real: np.ndarray, predicted: np.ndarray, order: str) -> np.ndar
     return np.concatenate([left, gap, right], axis=1)
 
 
-@contextlib.contextmanager
-def _atomic_media(path: Path) -> Iterator[Path]:
-    """Like mspn.fileio.atomic_path, but the temporary keeps the extension (codecs pick by it)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
-    try:
-        yield tmp
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
 def write_video(path: str | Path, images: list[np.ndarray], fps: float) -> None:
     """Write BGR uint8 images (all one size) as a video; the codec follows the extension."""
     cv2 = _cv2()
@@ -111,7 +99,7 @@ def write_video(path: str | Path, images: list[np.ndarray], fps: float) -> None:
     if not images:
         raise MSPNError("no frames to write: the video is shorter than the model's context")
     height, width = images[0].shape[:2]
-    with _atomic_media(path) as tmp:
+    with atomic_path(path, keep_suffix=True) as tmp:
         writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*codec), fps, (width, height))
         if not writer.isOpened():
             raise MSPNError(f"{path}: OpenCV cannot write {codec} video here (codec missing?); try .avi")
@@ -126,7 +114,7 @@ def write_gif(path: str | Path, images: list[np.ndarray], fps: float) -> None:
     """Write BGR uint8 images as an animated GIF (needs imageio)."""
     imageio = require("imageio.v2", "runtime", "--gif")
     path = Path(path)
-    with _atomic_media(path) as tmp:
+    with atomic_path(path, keep_suffix=True) as tmp:
         imageio.mimsave(tmp, [image[..., ::-1] for image in images], format="GIF",
                         duration=1.0 / max(fps, 1.0), loop=0)
 

@@ -67,7 +67,7 @@ def _bad(kind):
 BAD_INPUTS = [
     ("rank", r"expected a 5-D array \(B, T, C, H, W\), got shape \(4, 1, 16, 16\)"),
     ("dtype", r"dtype float64 not supported: use uint8 .* or float32 in \[0, 1\]"),
-    ("range", r"float32 frames must lie in \[0, 1\], found values in \[0, 2\]"),
+    ("range", r"float32 frames must lie in \[0, 1\]: max 2\.? is above 1"),
     ("nan", r"holds 1 NaN or infinite value"),
     ("inf", r"holds 1 NaN or infinite value"),
     ("channels", r"frames have 3 channel\(s\) but checkpoint micro predicts 1"),

@@ -81,8 +81,9 @@ def resolve_checkpoint(manifest, ckpt: str | None) -> tuple[str | None, str]:
         return str(ckpt), "--ckpt"
     carried = manifest.raw.get("checkpoint")
     for name in ([carried] if isinstance(carried, str) else []) + ["checkpoint.pt"]:
-        if (manifest.folder / name).is_file():
-            return str(manifest.folder / name), "model folder"
+        path = manifest.path_inside(name, "checkpoint")  # never a file outside the folder
+        if path.is_file():
+            return str(path), "model folder"
     return None, "none"
 
 

@@ -20,6 +20,7 @@ import numpy as np
 from mspn.data.frames import check_size, resize
 from mspn.data.video import SPLITS, DatasetWriter
 from mspn.errors import MSPNError
+from mspn.fileio import check_fits_memory
 from mspn.progress import tqdm
 
 IDX_IMAGES_MAGIC = 2051  # 0x00000803: unsigned bytes, 3 dimensions
@@ -54,31 +55,61 @@ def convert_mmnist(src: str | Path, out: str | Path, test: int = 2000, val: int 
                "test": [first_test, count]})
 
 
+MAX_IDX_IMAGES = 1 << 24      # far above MNIST's 70,000; a header beyond this is not MNIST
+MAX_CSV_BYTES = 1 << 30       # decompressed CSV text; MNIST's 70,000 rows take ~110 MB
+
+
+def _open_maybe_gzip(path: Path):
+    """A binary stream over the file, decompressed on the fly when it starts with gzip's magic."""
+    with open(path, "rb") as handle:
+        gzipped = handle.read(2) == b"\x1f\x8b"  # whatever the file is called
+    return gzip.open(path, "rb") if gzipped else open(path, "rb")
+
+
+def _read(stream, size: int, path: Path) -> bytes:
+    try:
+        return stream.read(size)
+    except (OSError, EOFError) as exc:  # gzip.BadGzipFile is an OSError
+        raise MSPNError(f"{path}: broken gzip file ({exc})") from None
+
+
+def _read_at_most(stream, limit: int, path: Path) -> bytes:
+    """At most ``limit`` bytes; a gzip stream that decompresses to more is refused unread."""
+    data = _read(stream, limit + 1, path)
+    if len(data) > limit:
+        raise MSPNError(f"{path}: holds more data than its header declares or than any such file holds "
+                        f"(over {limit} bytes; a gzip bomb?)")
+    return data
+
+
 def read_idx_images(path: str | Path) -> np.ndarray:
     """An MNIST idx3 image file (optionally gzipped) -> (N, rows, cols) uint8.
 
     Format: big-endian int32 magic 2051, then N, rows, cols as big-endian int32, then the pixels.
+    The magic number and declared sizes are checked before the pixels are decompressed, and no
+    more than the declared bytes are ever decompressed.
     """
     path = Path(path)
     if not path.is_file():
         raise MSPNError(f"MNIST digit file not found: {path}")
-    data = path.read_bytes()
-    if data[:2] == b"\x1f\x8b":  # gzip magic, whatever the file is called
-        try:
-            data = gzip.decompress(data)
-        except (OSError, EOFError) as exc:
-            raise MSPNError(f"{path}: broken gzip file ({exc})") from None
-    if len(data) < 16:
-        raise MSPNError(f"{path}: too short for an idx image file ({len(data)} bytes)")
-    magic, count, rows, cols = (int(v) for v in np.frombuffer(data[:16], ">i4"))
-    if magic != IDX_IMAGES_MAGIC:
-        raise MSPNError(f"{path}: not an idx image file (magic {magic}, expected {IDX_IMAGES_MAGIC}: "
-                        f"train-images-idx3-ubyte)")
-    expected = count * rows * cols
-    if count < 1 or rows < 1 or cols < 1 or len(data) - 16 != expected:
+    with _open_maybe_gzip(path) as stream:
+        header = _read(stream, 16, path)
+        if len(header) < 16:
+            raise MSPNError(f"{path}: too short for an idx image file ({len(header)} bytes)")
+        magic, count, rows, cols = (int(v) for v in np.frombuffer(header, ">i4"))
+        if magic != IDX_IMAGES_MAGIC:
+            raise MSPNError(f"{path}: not an idx image file (magic {magic}, expected {IDX_IMAGES_MAGIC}: "
+                            f"train-images-idx3-ubyte)")
+        expected = count * rows * cols
+        if not (1 <= count <= MAX_IDX_IMAGES and 1 <= rows <= 1024 and 1 <= cols <= 1024):
+            raise MSPNError(f"{path}: header declares {count} images of {rows}x{cols}, beyond any MNIST "
+                            f"file (at most {MAX_IDX_IMAGES} images of at most 1024x1024)")
+        check_fits_memory(expected, f"{path}: {count} images of {rows}x{cols}")
+        pixels = _read_at_most(stream, expected, path)
+    if len(pixels) != expected:
         raise MSPNError(f"{path}: header says {count} images of {rows}x{cols} ({expected} bytes) but "
-                        f"{len(data) - 16} bytes follow (truncated?)")
-    return np.frombuffer(data, np.uint8, offset=16).reshape(count, rows, cols)
+                        f"{len(pixels)} bytes follow (truncated?)")
+    return np.frombuffer(pixels, np.uint8).reshape(count, rows, cols)
 
 
 def read_digits(path: str | Path) -> np.ndarray:
@@ -108,12 +139,8 @@ def _digits_from_npy(path: Path) -> np.ndarray:
 
 
 def _digits_from_csv(path: Path) -> np.ndarray:
-    raw = path.read_bytes()
-    if raw[:2] == b"\x1f\x8b":
-        try:
-            raw = gzip.decompress(raw)
-        except (OSError, EOFError) as exc:
-            raise MSPNError(f"{path}: broken gzip file ({exc})") from None
+    with _open_maybe_gzip(path) as stream:
+        raw = _read_at_most(stream, MAX_CSV_BYTES, path)
     lines = raw.decode("ascii", errors="replace").splitlines()
     header = lines[0].split(",") if lines and not lines[0].split(",")[0].strip().isdigit() else None
     try:

@@ -9,12 +9,14 @@ Deterministic: video i of a split depends only on (seed, split, i), not on the o
 """
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
 
 from mspn.data.video import SPLITS, DatasetWriter
 from mspn.errors import MSPNError
+from mspn.fileio import check_fits_memory
 
 # 5x7 bitmaps of the digits 0-9, one string of 5 pixels per row
 _DIGITS = [
@@ -105,6 +107,29 @@ def _split_counts(videos) -> tuple[int, int, int]:
     return counts
 
 
+MAX_SIDE = 4096      # synthetic frames larger than this are a typo, not a dataset
+MAX_CHANNELS = 4
+
+
+def _check_bounds(out, size: tuple[int, int], channels: int, frames: int, counts, seed: int) -> None:
+    """Refuse up front a dataset that could not be held (one video) or stored (all of them)."""
+    height, width = size
+    if max(height, width) > MAX_SIDE or channels > MAX_CHANNELS:
+        raise MSPNError(f"synthetic frames are at most {MAX_SIDE}x{MAX_SIDE} with {MAX_CHANNELS} channels, "
+                        f"got {height}x{width} with {channels}")
+    if seed < 0:
+        raise MSPNError(f"--seed must be >= 0, got {seed}")
+    video_bytes = frames * channels * height * width
+    check_fits_memory(video_bytes * 4, f"a {frames}-frame {height}x{width} video")  # uint8 + float work
+    folder = Path(out).resolve()
+    while not folder.exists():
+        folder = folder.parent
+    free = shutil.disk_usage(folder).free
+    if video_bytes * sum(counts) > free:
+        raise MSPNError(f"the dataset needs {video_bytes * sum(counts) / 2**30:.3g} GiB, more than the "
+                        f"{free / 2**30:.3g} GiB free at {folder}")
+
+
 def write_synthetic(out: str | Path, size: tuple[int, int] = (32, 32), channels: int = 1,
                     videos=(200, 40, 40), frames: int = 20, seed: int = 0, objects: int = 2,
                     overwrite: bool = False) -> dict:
@@ -117,6 +142,7 @@ def write_synthetic(out: str | Path, size: tuple[int, int] = (32, 32), channels:
         raise MSPNError(f"synthetic frames must be at least 12x12, got {height}x{width}")
     if channels < 1 or frames < 1 or objects < 1:
         raise MSPNError(f"channels, frames and objects must be >= 1, got {channels}, {frames}, {objects}")
+    _check_bounds(out, (height, width), channels, frames, counts, seed)
     from mspn.progress import tqdm
 
     writer = DatasetWriter(out, overwrite=overwrite)

@@ -11,7 +11,9 @@ Torch is imported only to read ``.pth`` files.
 from __future__ import annotations
 
 import json
+import os
 import pickle
+import shutil
 import zipfile
 from pathlib import Path
 
@@ -122,7 +124,8 @@ class DatasetWriter:
 
     info.json is written only once every video is in place, so its presence marks a complete
     conversion. A folder that already holds videos is refused unless ``overwrite`` is set, in which
-    case its old split videos are removed first (a mix of two conversions would be silently wrong).
+    case the new splits are built beside the old ones (in a hidden staging folder inside ``out``)
+    and swapped in by ``finish``: a conversion that fails leaves the old dataset intact.
     """
 
     def __init__(self, out: str | Path, overwrite: bool = False):
@@ -134,9 +137,10 @@ class DatasetWriter:
         if old and not overwrite:
             raise MSPNError(f"output folder {self.out} already holds {len(old)} video(s); "
                             f"choose an empty folder or pass --overwrite")
-        for p in old:
-            p.unlink()
-        if (self.out / "info.json").exists():
+        for stale in self.out.glob(f"{STAGING}*"):  # left by a conversion that failed
+            shutil.rmtree(stale, ignore_errors=True)
+        self.root = self.out / f"{STAGING}{os.getpid()}" if old else self.out  # where videos go
+        if not old and (self.out / "info.json").exists():
             (self.out / "info.json").unlink()
         self.counts = {split: 0 for split in SPLITS}
         self.frames = {split: 0 for split in SPLITS}
@@ -152,7 +156,7 @@ class DatasetWriter:
         elif shape != self.shape:
             raise MSPNError(f"{name}: frames of shape {shape} (C, H, W) differ from the dataset's "
                             f"{self.shape}")
-        path = save_video(self.out / split / f"{name}.npy", video)
+        path = save_video(self.root / split / f"{name}.npy", video)
         self.counts[split] += 1
         self.frames[split] += int(np.shape(video)[0])
         return path
@@ -160,13 +164,33 @@ class DatasetWriter:
     def finish(self, **info) -> dict:
         """Write info.json (counts, frame shape and the caller's fields) and return it."""
         for split in SPLITS:
-            (self.out / split).mkdir(parents=True, exist_ok=True)
+            (self.root / split).mkdir(parents=True, exist_ok=True)
+        if self.root != self.out:
+            self._swap_in()
         channels, height, width = self.shape or (0, 0, 0)
         record = {"format": INFO_FORMAT, "format_version": 1, **info,
                   "size": [height, width], "channels": channels,
                   "videos": dict(self.counts), "frames": dict(self.frames)}
         atomic_write_json(self.out / "info.json", record)
         return record
+
+
+    def _swap_in(self) -> None:
+        """Replace the old splits by the staged ones. Without info.json in between, a kill here
+        leaves a folder marked incomplete, never a silent mix of two conversions."""
+        (self.out / "info.json").unlink(missing_ok=True)
+        trash = self.out / f"{STAGING}old-{os.getpid()}"
+        trash.mkdir()
+        for split in SPLITS:
+            if (self.out / split).exists():
+                os.replace(self.out / split, trash / split)
+            os.replace(self.root / split, self.out / split)
+        shutil.rmtree(trash)
+        shutil.rmtree(self.root)
+        self.root = self.out
+
+
+STAGING = ".staging-"  # prefix of the folder a --overwrite conversion is built in
 
 
 def read_info(root: str | Path) -> dict | None:

@@ -89,6 +89,10 @@ def test_dataset_writer_refuses_mixing_and_overwrites(tmp_path):
     assert read_info(tmp_path / "ds") == json.loads((tmp_path / "ds" / "info.json").read_text()) == info
     with pytest.raises(MSPNError, match="already holds 1 video.*--overwrite"):
         DatasetWriter(tmp_path / "ds")
-    DatasetWriter(tmp_path / "ds", overwrite=True)
-    assert not (tmp_path / "ds" / "train" / "a.npy").exists()
-    assert read_info(tmp_path / "ds") is None
+    replacing = DatasetWriter(tmp_path / "ds", overwrite=True)
+    replacing.write("test", "c", _video())
+    assert (tmp_path / "ds" / "train" / "a.npy").exists() and read_info(tmp_path / "ds") == info  # not yet
+    replacing.finish(dataset="y", channel_order="bgr")
+    assert not (tmp_path / "ds" / "train" / "a.npy").exists() and (tmp_path / "ds" / "test" / "c.npy").exists()
+    assert read_info(tmp_path / "ds")["dataset"] == "y"
+    assert sorted(p.name for p in (tmp_path / "ds").iterdir()) == ["info.json", "test", "train", "val"]

@@ -155,8 +155,8 @@ BAD = [
     ("batch9", lambda c: np.concatenate([c, c, c]), r"batch 9 is outside the model's range 1..8"),
     ("nan", lambda c: _with(c, nan=1), r"contains NaN or inf \(1 values, first at index \(1, 2, 0, 3, 4\)\)"),
     ("inf", lambda c: _with(c, inf=1), r"contains NaN or inf"),
-    ("range", lambda c: _with(c, value=-0.5), r"must lie in \[0, 1\] for float32 input, got min -0.5"),
-    ("0..255", lambda c: c * 255, r"got min .* and max 229.5 \(0..255 values\? pass uint8 or divide by 255\)"),
+    ("range", lambda c: _with(c, value=-0.5), r"must lie in \[0, 1\] for float32 input: min -0.5 is below 0"),
+    ("0..255", lambda c: c * 255, r"max 229.5 is above 1 \(0..255 values\? pass uint8 or divide by 255\)"),
 ]
 
 
