@@ -134,7 +134,9 @@ def search_int8_plan(quantize: Quantize, evaluate: Evaluate, blocks: Sequence[st
     full = by_method[method]["min_psnr"]
     alone = {b: attempt(method, (b,)) for b in blocks}
     plan["sensitivity"] = {b: {"min_psnr_with_block_float": r["min_psnr"],
-                               "gain_db": round(r["min_psnr"] - full, 3)} for b, r in alone.items()}
+                               "gain_db": round(r["min_psnr"] - full, 3),
+                               "worst_ssim_delta_with_block_float": r.get("worst_ssim_delta"),
+                               "meets_alone": r["meets"]} for b, r in alone.items()}
     order = sorted(blocks, key=lambda b: _score(alone[b]), reverse=True)
     best, best_float = by_method[method], []
     for count in range(1, len(order)):
@@ -173,7 +175,8 @@ def summary_lines(manifest: dict) -> list[str]:
             lines.append(f"    float32 blocks: {', '.join(plan['float_blocks']) or 'none'} "
                          f"({plan['tries']} plans tried)")
             for block, sens in sorted(plan["sensitivity"].items(), key=lambda kv: -kv[1]["gain_db"]):
-                lines.append(f"      sensitivity {block}: {sens['gain_db']:+.2f} dB when kept float32")
+                alone = " (meets the budget alone)" if sens.get("meets_alone") else ""
+                lines.append(f"      sensitivity {block}: {sens['gain_db']:+.2f} dB when kept float32{alone}")
         blocked = check.get("fp16_blocked_ops")
         if blocked is not None:
             lines.append(f"    ops kept float32: {', '.join(blocked) or 'none'}")

@@ -154,8 +154,10 @@ def test_trained_tiny_int8_records_its_plan(trained_tiny):
     assert set(plan["float_blocks"]) <= set(plan["blocks"]) and len(plan["float_blocks"]) < len(plan["blocks"])
     if plan["float_blocks"]:  # the search ran: every block measured, the kept ones the most sensitive
         assert set(plan["sensitivity"]) == set(plan["blocks"])
-        gains = sorted(plan["sensitivity"].items(), key=lambda kv: -kv[1]["gain_db"])
-        assert {b for b, _ in gains[:len(plan["float_blocks"])]} == set(plan["float_blocks"])
+        # greedy order: blocks that meet the budget alone first, then by the PSNR they give
+        ranked = sorted(plan["sensitivity"].items(),
+                        key=lambda kv: (kv[1]["meets_alone"], kv[1]["min_psnr_with_block_float"]), reverse=True)
+        assert {b for b, _ in ranked[:len(plan["float_blocks"])]} == set(plan["float_blocks"])
     assert variant["step"]["settings"]["calibrate_method"] == plan["calibration_method"]
     assert variant["step"]["settings"]["float_blocks"] == sorted(plan["float_blocks"])
     # calibrated on val, measured on test: never the same clips
