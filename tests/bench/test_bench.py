@@ -213,8 +213,10 @@ def test_report_ends_with_a_recommendation_and_the_cpu_capabilities(report):
     assert rec["budget"] == {"psnr_db": 40.0, "ssim_drop": 0.005}
     ok = [e for e in report["results"] if e["status"] == "ok" and e["backend"] != "torch"
           and e["parity"]["min_psnr"] >= 40.0]
-    if rec["status"] == "ok":
+    if rec["status"] == "ok" and rec["ranked_by"] == "rollout p50":
         assert rec["rollout_p50_ms"] == min(e["rollout"]["p50"] for e in ok)
+    elif rec["status"] == "ok":
+        assert rec["vs_torch"] == max(e["vs_torch"]["median_of_pairs"] for e in ok)
     from mspn.bench.report import markdown_table
     table = markdown_table(report)
     assert "Recommendation:" in table and "capabilities:" in table
@@ -240,7 +242,9 @@ def test_recommend_picks_the_fastest_within_budget():
                _fake_entry("onnxruntime", "fp32", 5.0, 120.0, [0.8, 0.7])]
     rec = recommend(entries, reference, budget)
     assert (rec["status"], rec["backend"], rec["variant"]) == ("ok", "openvino", "fp32")
-    assert rec["vs_torch"] == 2.5
+    assert rec["vs_torch"] == 2.5 and rec["ranked_by"] == "A/B ratio to PyTorch eager"
+    del entries[3]["vs_torch"]  # without every ratio: by p50
+    assert recommend(entries, reference, budget)["ranked_by"] == "rollout p50"
     assert any("onnxruntime/int8: min per-step PSNR 35.0" in r for r in rec["outside_budget"])
     assert any("openvino/int8: SSIM -0.0100" in r for r in rec["outside_budget"])
     none = recommend(entries[:3], reference, budget)
