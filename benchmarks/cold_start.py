@@ -71,7 +71,7 @@ def make_tiny(folder: Path) -> tuple[Path, Path]:
     ckpt = folder / "tiny.pt"
     save_checkpoint(ckpt, config, MSPN(config.model).state_dict())
     export_model(ExportOptions(ckpt=str(ckpt), out=str(folder / "model"), exporter="torchscript",
-                               precisions=("fp32", "fp16", "int8"), progress=False))
+                               variants=("fp32", "fp16", "int8"), progress=False))
     return folder / "model", ckpt
 
 

@@ -62,6 +62,12 @@ def load_clips(root: str, splits: tuple[str, ...], spec: ExportSpec, count: int,
     Returns ((N, T_ctx, C, H, W) float32 context frames, split name). Refuses clips of another
     channel count or frame size than the spec's.
     """
+    clips, used = read_clips(root, splits, spec, count, what)
+    return check_clips(clips, spec, f"{what} {root} ({used})"), used
+
+
+def read_clips(root: str, splits: tuple[str, ...], spec: ExportSpec, count: int, what: str) -> tuple[np.ndarray, str]:
+    """As load_clips, but whole clips: ((N, T_ctx + T_pred, C, H, W) float32, split name)."""
     if not Path(root).is_dir():
         raise MSPNError(f"{what} folder not found: {root}")
     try:
@@ -82,7 +88,8 @@ def load_clips(root: str, splits: tuple[str, ...], spec: ExportSpec, count: int,
         raise MSPNError(f"{what} {root}: no usable split ({'; '.join(reasons)})")
     index = np.unique(np.linspace(0, len(dataset) - 1, num=min(count, len(dataset))).round().astype(int))
     clips = np.stack([np.asarray(dataset[int(i)], dtype=np.float32) for i in index])
-    return check_clips(clips, spec, f"{what} {root} ({used})"), used
+    check_clips(clips, spec, f"{what} {root} ({used})")
+    return clips, used
 
 
 def check_clips(clips: np.ndarray, spec: ExportSpec, what: str) -> np.ndarray:
@@ -183,7 +190,7 @@ def export_model(options: ExportOptions) -> dict:
     from mspn.checkpoint import load_checkpoint
     checkpoint = load_checkpoint(options.ckpt)
     spec = make_spec(options, checkpoint)
-    inputs, data_info, calib = _load_inputs(spec, options)
+    inputs, data_info, calib, heldout = _load_inputs(spec, options)
 
     out.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
@@ -191,7 +198,7 @@ def export_model(options: ExportOptions) -> dict:
     os.umask(umask)
     os.chmod(work, 0o777 & ~umask)  # mkdtemp's 0700 would make the model folder private
     try:
-        manifest = _export_into(work, spec, options, checkpoint, inputs, data_info, calib)
+        manifest = _export_into(work, spec, options, checkpoint, inputs, data_info, calib, heldout)
         _replace(work, out)
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
@@ -235,33 +242,43 @@ def _exchange(a: Path, b: Path) -> bool:
     return renameat2(AT_FDCWD, os.fsencode(a), AT_FDCWD, os.fsencode(b), RENAME_EXCHANGE) == 0
 
 
+def heldout_splits(options: ExportOptions) -> tuple[str, ...]:
+    """Splits parity and budget clips come from: test first, and never the calibration split."""
+    calib_split = options.calib_split if options.calib and "int8" in options.variants else None
+    return tuple(s for s in ("test", "val") if s != calib_split)
+
+
 def _load_inputs(spec: ExportSpec, options: ExportOptions):
-    """Parity inputs (seeded random clips, plus real clips with --data) and int8 calibration clips.
+    """Parity inputs (seeded random clips, plus real clips with --data), int8 calibration clips
+    and the held-out clips of the accuracy budget (whole clips: context and ground truth).
 
     Loaded before anything is written, so bad data fails fast with nothing to clean up.
     """
     rng = np.random.default_rng(spec.verify_seed)
     inputs = {"random": rng.random((spec.check_batch(), spec.context, spec.channels, spec.height,
                                     spec.width), dtype=np.float32)}
-    data_info = None
+    data_info, heldout = None, None
     if options.data:
-        inputs["data"], split = load_clips(options.data, ("val", "test"), spec, options.verify_clips, "--data")
+        splits = heldout_splits(options)
+        inputs["data"], split = load_clips(options.data, splits, spec, options.verify_clips, "--data")
         data_info = {"root": str(options.data), "split": split, "clips": len(inputs["data"])}
+        if len(spec.precisions) > 1:
+            heldout = read_clips(options.data, (split,), spec, options.budget_clips, "--data")[0]
     calib = None
     if "int8" in spec.precisions and options.calib:
         calib, _ = load_clips(options.calib, (options.calib_split,), spec, options.calib_clips, "--calib")
-    return inputs, data_info, calib
+    return inputs, data_info, calib, heldout
 
 
 def _export_into(work: Path, spec: ExportSpec, options: ExportOptions, checkpoint, inputs: dict,
-                 data_info: dict | None, calib: np.ndarray | None) -> dict:
+                 data_info: dict | None, calib: np.ndarray | None, heldout: np.ndarray | None) -> dict:
     from mspn.progress import tqdm
 
     stages = 5 + 2 * (len(spec.precisions) - 1)
     # Closed on failure too, so the error line is the last thing printed.
     with tqdm(total=stages, desc=f"export {spec.name}", unit="stage", disable=not options.progress,
               file=sys.stderr) as bar:
-        return _stages(bar, work, spec, options, checkpoint, inputs, data_info, calib)
+        return _stages(bar, work, spec, options, checkpoint, inputs, data_info, calib, heldout)
 
 
 @dataclass
@@ -277,6 +294,8 @@ class _Run:
     init: dict        # {state name: (1, ...) float32}
     inputs: dict      # {set name: (B, T_ctx, C, H, W) float32}
     reference: dict   # {set name: (B, T_pred, C, H, W) float32}, PyTorch's rollout
+    held: Any = None  # budget.HeldOut: the clips the variants' accuracy budget is measured on
+    budget: Any = None  # budget.Budget
     warnings: list = field(default_factory=list)
 
     def stage(self, text: str) -> None:
@@ -287,12 +306,14 @@ class _Run:
 
 
 def _stages(bar, work: Path, spec: ExportSpec, options: ExportOptions, checkpoint, inputs: dict,
-            data_info: dict | None, calib: np.ndarray | None) -> dict:
+            data_info: dict | None, calib: np.ndarray | None, heldout: np.ndarray | None) -> dict:
     """The export, step by step: reference, fp32 graphs, each variant, pre-flight, manifest."""
     started = time.perf_counter()
     run = _reference(bar, work, spec, options, checkpoint, inputs)
     export_records, fp32, pieces = _fp32_graphs(run)
     verification = _fp32_verification(run, fp32, data_info)
+    if len(spec.precisions) > 1:
+        verification["budget"] = _heldout(run, heldout, data_info)
     graphs = {g: {"fp32": spec.graph_entry(g, "fp32")} for g in GRAPHS}
     rng = np.random.default_rng(spec.verify_seed + 1)
     for variant in (v for v in spec.precisions if v != "fp32"):
@@ -300,6 +321,7 @@ def _stages(bar, work: Path, spec: ExportSpec, options: ExportOptions, checkpoin
             record = _fp16_variant(run)
         else:
             record = _int8_variant(run, calib, rng, pieces)
+        record["budget"].update(_budget_check(run, variant))
         _check_floor(run, variant, record)
         verification["variants"][variant] = record
         for graph in GRAPHS:
@@ -356,13 +378,67 @@ def _fp32_verification(run: _Run, fp32: dict, data_info: dict | None) -> dict:
     }
 
 
+def _heldout(run: _Run, heldout: np.ndarray | None, data_info: dict | None) -> dict:
+    """Set run.held / run.budget: the budget's clips with the fp32 PyTorch rollout on them (real
+    held-out clips with --data; without it the seeded random clips, PSNR only). Returns the
+    manifest's budget record."""
+    from mspn.export import budget, verify
+
+    spec = run.spec
+    run.budget = budget.Budget(psnr_db=run.options.budget_db)
+    if heldout is None:
+        context, truth = run.inputs["random"], None
+        source = {"source": "synthetic random clips (no --data): SSIM not checked", "clips": len(context)}
+        run.warnings.append("accuracy budget measured on synthetic random clips (no --data): pass held-out "
+                            "real clips with --data")
+    else:
+        context = np.ascontiguousarray(heldout[:, :spec.context])
+        truth = np.ascontiguousarray(heldout[:, spec.context:spec.context + spec.horizon])
+        source = {"source": f"{data_info['root']} ({data_info['split']} split)", "clips": len(context)}
+    reference = _batched(lambda x: verify.torch_rollout(run.model, x, spec.horizon), context, spec)
+    run.held = budget.HeldOut(context, reference, truth, source)
+    return {**run.budget.to_dict(), "clips": source, "horizon": spec.horizon,
+            "fp32_ssim": None if truth is None else [round(float(v), 5) for v in run.held.reference_ssim]}
+
+
+def _variant_rollout(path: Path, graph: str, run: _Run) -> np.ndarray:
+    """One graph file's prediction on the held-out clips: (N, T_pred, C, H, W)."""
+    from mspn.export import verify
+
+    session = verify.ort_session(path)
+    if graph == "rollout":
+        return _batched(lambda x: verify.rollout_outputs(session, x), run.held.context, run.spec)
+    step = verify.session_step(session)
+    return _batched(lambda x: verify.run_step_loop(step, run.init, x, run.spec.horizon, run.spec.state_names()),
+                    run.held.context, run.spec)
+
+
+def _budget_figures(path: Path, graph: str, run: _Run) -> dict:
+    from mspn.export import budget
+    return budget.figures(_variant_rollout(path, graph, run), run.held, run.budget)
+
+
+def _budget_check(run: _Run, variant: str) -> dict:
+    """Both graphs of a written variant against the budget; refuses the variant when one misses."""
+    from mspn.export import budget
+
+    result = {g: _budget_figures(run.work / run.spec.graph_file(g, variant), g, run) for g in GRAPHS}
+    missed = [f"{g} {budget.describe(r)}" for g, r in result.items() if not r["meets"]]
+    if missed:
+        raise MSPNError(f"{variant} variant not written: it misses the accuracy budget (>= "
+                        f"{run.budget.psnr_db:g} dB vs fp32 and SSIM within {run.budget.ssim_drop:g} of fp32 "
+                        f"at every step) on held-out clips: achieved {'; '.join(missed)}")
+    return result
+
+
 def _fp16_variant(run: _Run) -> dict:
-    record = {}
+    record = {"budget": {}}
     for graph in GRAPHS:
         run.stage(f"fp16 {graph}")
         src, dst = run.work / run.spec.graph_file(graph, "fp32"), run.work / run.spec.graph_file(graph, "fp16")
-        record[graph] = _fp16_graph(src, dst, graph, run.spec, run.init, run.inputs, run.reference)
+        record[graph] = _fp16_graph(src, dst, graph, run)
         run.done()
+    record["budget"]["fp16_blocked_ops"] = sorted({op for g in GRAPHS for op in record[g]["blocked_ops"]})
     return record
 
 
@@ -378,18 +454,51 @@ def _int8_variant(run: _Run, calib: np.ndarray | None, rng, pieces: dict) -> dic
         run.warnings.append("int8 calibrated on synthetic random clips (no --calib): its accuracy on "
                             "real video is unknown")
     feeds = record["calibration"].pop("feeds")
+    plan = _int8_plan(run, feeds["step"])
+    record["budget"] = {"plan": plan}
+    method, float_blocks = plan["calibration_method"], plan["float_blocks"]
     for graph in GRAPHS:
         run.stage(f"int8 {graph}")
         src, dst = run.work / spec.graph_file(graph, "fp32"), run.work / spec.graph_file(graph, "int8")
         if graph == "rollout" and pieces:
-            settings = _int8_unrolled_rollout(pieces, feeds["step"], run.init, spec, dst)
+            settings = _int8_unrolled_rollout(pieces, feeds["step"], run.init, spec, dst, method, float_blocks)
         else:
-            settings = prec.to_int8(src, dst, feeds[graph])
+            settings = prec.to_int8(src, dst, feeds[graph], method, float_blocks)
         verify.check_model(dst)
         results = _graph_parity(dst, graph, spec, run.init, run.inputs, run.reference)
         record[graph] = {"settings": settings, "parity": results, "min_psnr": _summary(results)[1]}
         run.done()
     return record
+
+
+def _int8_plan(run: _Run, step_feeds: list[dict]) -> dict:
+    """Calibration method and float32 blocks of the int8 variant (budget.search_int8_plan on the
+    step graph, looped closed on the held-out clips); refuses int8 when no plan meets the budget."""
+    from mspn.export import budget
+    from mspn.export import precision as prec
+
+    run.stage("int8 plan search")
+    src = run.work / run.spec.graph_file("step", "fp32")
+    trial = run.work / ".int8-search.onnx"
+    blocks = prec.graph_blocks(src)
+
+    def quantize(method: str, float_blocks: tuple[str, ...]) -> Path:
+        prec.to_int8(src, trial, step_feeds, method, float_blocks)
+        return trial
+
+    try:
+        plan = budget.search_int8_plan(quantize, lambda path: _budget_figures(path, "step", run), list(blocks),
+                                       run.options.calib_methods, log=run.stage)
+    finally:
+        trial.unlink(missing_ok=True)
+    plan["blocks"] = {b: len(nodes) for b, nodes in blocks.items()}
+    if not plan["ok"]:
+        raise MSPNError(f"int8 variant not written: no plan meets the accuracy budget (>= {run.budget.psnr_db:g} dB "
+                        f"vs fp32 and SSIM within {run.budget.ssim_drop:g} of fp32 at every step) on held-out "
+                        f"clips: best achieved {budget.describe(plan['figures'])} with "
+                        f"{len(plan['float_blocks'])} of {len(blocks)} blocks in float32 "
+                        f"({plan['calibration_method']} calibration)")
+    return plan
 
 
 def _check_floor(run: _Run, variant: str, record: dict) -> None:
@@ -522,7 +631,7 @@ def _save_unrolled(open_step, closed_step, init: dict, spec: ExportSpec, path: P
 
 
 def _int8_unrolled_rollout(pieces: dict, step_feeds: list[dict], init: dict, spec: ExportSpec,
-                           dst: Path) -> dict:
+                           dst: Path, method: str = "MinMax", float_blocks=()) -> dict:
     """The int8 rollout as the unrolled copies of the int8 open- and closed-loop step pieces.
 
     Quantizing the whole unrolled graph costs ONNX Runtime's quantizer time quadratic in its node
@@ -542,7 +651,7 @@ def _int8_unrolled_rollout(pieces: dict, step_feeds: list[dict], init: dict, spe
     with tempfile.TemporaryDirectory(dir=dst.parent, prefix=".int8-pieces-") as tmp:
         for piece, feeds in (("open_step", open_feeds), ("closed_step", closed_feeds)):
             out = Path(tmp) / f"{piece}.int8.onnx"
-            settings[piece] = prec.to_int8(pieces[piece], out, feeds)
+            settings[piece] = prec.to_int8(pieces[piece], out, feeds, method, float_blocks)
             quantized[piece] = onnx.load(str(out))
     _save_unrolled(quantized["open_step"], quantized["closed_step"], init, spec, dst)
     return dict(settings["open_step"], samples=len(open_feeds) + len(closed_feeds),
@@ -551,19 +660,21 @@ def _int8_unrolled_rollout(pieces: dict, step_feeds: list[dict], init: dict, spe
                 nodes_quantized={p: s["nodes_quantized"] for p, s in settings.items()})
 
 
-def _fp16_graph(src: Path, dst: Path, graph: str, spec: ExportSpec, init, inputs, reference) -> dict:
-    """Plain conversion first; precision-sensitive ops kept in fp32 only if the floor requires it."""
+def _fp16_graph(src: Path, dst: Path, graph: str, run: _Run) -> dict:
+    """Plain conversion first; precision-sensitive ops kept in fp32 only if the budget requires it."""
     from mspn.export import precision as prec
     from mspn.export import verify
     best = None
     for blocked in ((), prec.FP16_SENSITIVE_OPS):
         prec.to_fp16(src, dst, blocked)
         verify.check_model(dst)
-        results = _graph_parity(dst, graph, spec, init, inputs, reference)
-        record = {"blocked_ops": list(blocked), "parity": results, "min_psnr": _summary(results)[1]}
-        if best is None or record["min_psnr"] > best["min_psnr"]:
+        results = _graph_parity(dst, graph, run.spec, run.init, run.inputs, run.reference)
+        held = _budget_figures(dst, graph, run)
+        record = {"blocked_ops": list(blocked), "parity": results, "min_psnr": _summary(results)[1],
+                  "heldout_min_psnr": held["min_psnr"], "meets_budget": held["meets"]}
+        if best is None or (held["meets"], held["min_psnr"]) > (best["meets_budget"], best["heldout_min_psnr"]):
             best = record
-        if record["min_psnr"] >= spec.psnr_floor:
+        if held["meets"]:
             break
     if best["blocked_ops"] != record["blocked_ops"]:
         prec.to_fp16(src, dst, best["blocked_ops"])  # the better of the two tries is the one kept

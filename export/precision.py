@@ -12,6 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
+from mspn.errors import MSPNError
+
 # fp16 nodes kept in float32 when a plain conversion misses the PSNR floor: the bilinear Resize
 # (coordinate arithmetic) and the LSTM's gate non-linearities, whose errors compound over steps.
 FP16_SENSITIVE_OPS = ("Resize", "Sigmoid", "Tanh")
@@ -123,8 +125,70 @@ def conv_network_nodes(graph) -> list[str]:
     return selected
 
 
-def to_int8(src, dst: str | Path, feeds: list[Mapping[str, np.ndarray]]) -> dict:
-    """Static int8 quantization in QDQ format, calibrated on ``feeds`` (MinMax).
+CALIBRATION_METHODS = ("MinMax", "Entropy", "Percentile")  # onnxruntime.quantization.CalibrationMethod
+
+
+def block_of_weight(name: str) -> str | None:
+    """The block a convolution weight belongs to, from its parameter path, or None for other names.
+
+    "model.levels.0.gates.encoders.1.res_in.conv1.weight" -> "levels.0.gates.encoders.1" (one
+    encoder or decoder stage with its ResBlocks and merge conv); other convs of a level are blocks
+    of their own: "levels.0.gates.in_conv", "levels.0.gates.merge_higher", "levels.0.predict".
+    The same parameter names appear in the step graph and in both rollout pieces, so one plan
+    names the same blocks in every graph.
+    """
+    parts = name.split(".")
+    if parts[0] == "model":
+        parts = parts[1:]
+    if len(parts) < 3 or parts[0] != "levels" or parts[-1] != "weight":
+        return None
+    for i, part in enumerate(parts[:-2]):
+        if part in ("encoders", "decoders"):
+            return ".".join(parts[:i + 2])
+    return ".".join(parts[:-1])
+
+
+def quant_blocks(graph) -> dict[str, list[str]]:
+    """{block name: names of the nodes int8 quantizes in it}, in graph order.
+
+    A Conv belongs to the block of its weight (block_of_weight; its own node name when the weight
+    has no parameter path, e.g. TorchScript's onnx::Conv_12); the Add, ReLU and MaxPool nodes
+    quantized with it belong to the block of the node producing their first input.
+    """
+    selected = set(conv_network_nodes(graph))
+    producer_block: dict[str, str] = {}
+    blocks: dict[str, list[str]] = {}
+    for node in graph.node:
+        if node.name not in selected:
+            continue
+        if node.op_type == "Conv":
+            block = block_of_weight(node.input[1]) or node.name
+        else:
+            block = producer_block.get(node.input[0], node.name)
+        blocks.setdefault(block, []).append(node.name)
+        for out in node.output:
+            producer_block[out] = block
+    return blocks
+
+
+def graph_blocks(src: str | Path) -> dict[str, list[str]]:
+    """quant_blocks of the graph at ``src``, with nodes named as to_int8 names them."""
+    import onnx
+    model = onnx.load(str(src))
+    _name_nodes(model)
+    return quant_blocks(model.graph)
+
+
+def _name_nodes(model) -> None:
+    for index, node in enumerate(model.graph.node):
+        if not node.name:  # node selection is by name
+            node.name = f"{node.op_type}__{index}"
+
+
+def to_int8(src, dst: str | Path, feeds: list[Mapping[str, np.ndarray]], method: str = "MinMax",
+            float_blocks: Iterable[str] = ()) -> dict:
+    """Static int8 quantization in QDQ format, calibrated on ``feeds`` with ``method`` (one of
+    CALIBRATION_METHODS); the nodes of ``float_blocks`` (quant_blocks names) stay float32.
 
     Weights: int8 per channel, symmetric. Activations: uint8 with a zero point (asymmetric), the
     u8 x s8 form ONNX Runtime's and OpenVINO's x86 kernels run fastest (VNNI) and OpenVINO keeps
@@ -135,37 +199,48 @@ def to_int8(src, dst: str | Path, feeds: list[Mapping[str, np.ndarray]]) -> dict
     Returns the settings, for the manifest.
     """
     import onnx
-    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
+    if method not in CALIBRATION_METHODS:
+        raise MSPNError(f"unknown calibration method {method!r}; choose from {', '.join(CALIBRATION_METHODS)}")
     if isinstance(src, onnx.ModelProto):
         model = onnx.ModelProto()
         model.CopyFrom(src)
     else:
         model = onnx.load(str(src))
-    for index, node in enumerate(model.graph.node):
-        if not node.name:  # node selection is by name
-            node.name = f"{node.op_type}__{index}"
-    nodes = conv_network_nodes(model.graph)
+    _name_nodes(model)
+    blocks = quant_blocks(model.graph)
+    kept_float = set(float_blocks)
+    nodes = [n for block, names in blocks.items() if block not in kept_float for n in names]
     chosen = set(nodes)
     counts = {op: sum(1 for n in model.graph.node if n.name in chosen and n.op_type == op)
               for op in INT8_OP_TYPES}
     settings = {"format": "QDQ", "per_channel": True, "weight_type": "QInt8 (symmetric)",
                 "activation_type": "QUInt8 (asymmetric; symmetric int8 for TensorRT at engine build)",
-                "bias": "int32 (folded to float for TensorRT at engine build)", "calibrate_method": "MinMax",
-                "samples": len(feeds), "op_types": list(INT8_OP_TYPES), "nodes_quantized": counts}
+                "bias": "int32 (folded to float for TensorRT at engine build)", "calibrate_method": method,
+                "samples": len(feeds), "op_types": list(INT8_OP_TYPES), "nodes_quantized": counts,
+                "float_blocks": sorted(kept_float & set(blocks))}
+    if not nodes:  # onnxruntime reads an empty nodes_to_quantize as "every node"
+        raise MSPNError("int8: every block is kept in float32, nothing left to quantize")
+    _quantize_static(model, dst, feeds, method, nodes)
+    return settings
+
+
+def _quantize_static(model, dst: str | Path, feeds, method: str, nodes: list[str]) -> None:
+    """onnxruntime's quantize_static with the project's settings (see to_int8), quietly."""
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+
     with _quantizer_logs_quiet():
         quantize_static(
             model, str(dst), FeedReader(feeds), quant_format=QuantFormat.QDQ, per_channel=True,
             weight_type=QuantType.QInt8, activation_type=QuantType.QUInt8,
-            calibrate_method=CalibrationMethod.MinMax, op_types_to_quantize=list(INT8_OP_TYPES),
-            nodes_to_quantize=nodes,
-            # int32 biases: ONNX Runtime fuses DQ -> Conv -> Q into QLinearConv only with a quantized
-            # bias; with a float one the conv stays float and dequantizes its weights every call.
-            # Keep ReLUs before a Q: dropping them relies on the uint8 clamp at zero, which the
-            # symmetric int8 graph TensorRT gets would not have.
-            extra_options={"ActivationSymmetric": False, "WeightSymmetric": True, "QuantizeBias": True,
-                           "QDQKeepRemovableActivations": True})
-    return settings
+            calibrate_method=getattr(CalibrationMethod, method),
+            op_types_to_quantize=list(INT8_OP_TYPES), nodes_to_quantize=nodes,
+            # int32 biases: ONNX Runtime fuses DQ -> Conv -> Q into QLinearConv only with a
+            # quantized bias; with a float one the conv stays float and dequantizes its
+            # weights every call. Keep ReLUs before a Q: dropping them relies on the uint8
+            # clamp at zero, which the symmetric int8 graph TensorRT gets would not have.
+            extra_options={"ActivationSymmetric": False, "WeightSymmetric": True,
+                           "QuantizeBias": True, "QDQKeepRemovableActivations": True})
 
 
 class _ModuleLogging:

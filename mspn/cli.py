@@ -391,6 +391,9 @@ def _add_export(sub):
         fp32 = manifest["verification"]["fp32"]
         print(f"wrote {options.out} ({manifest['exporter']} exporter; fp32 worst max abs "
               f"{fp32['worst_max_abs']:.2e}, step loop {fp32['step_loop_worst_max_abs']:.2e})")
+        from mspn.export.budget import summary_lines
+        for line in summary_lines(manifest):
+            print(line)
     _command(sub, "export", "checkpoint -> verified ONNX model folder (rollout, step, variants)",
              ExportOptions, run)
 

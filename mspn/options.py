@@ -285,6 +285,13 @@ class ExportOptions:
     verify_clips: int = option(4, help="real clips checked with --data")
     tolerance: float = option(1e-4, help="fp32 max abs error vs PyTorch")
     psnr_floor: float = option(30.0, help="dB; variants below are flagged")
+    budget_db: float = option(40.0, help="fp16/int8 must stay >= this PSNR (dB) vs the fp32 rollout at every "
+                                         "predicted step on held-out clips (and SSIM within 0.005 of fp32's), "
+                                         "else int8 keeps sensitive blocks float32 or the variant is refused")
+    budget_clips: int = option(16, help="held-out clips (--data test split) the budget is measured on")
+    calib_methods: tuple[str, ...] = option(("MinMax", "Entropy", "Percentile"),
+                                            help="comma-separated int8 calibration methods compared "
+                                                 "(MinMax,Entropy,Percentile); the best on the budget is kept")
     # "auto": dynamo, then TorchScript
     exporter: Literal["auto", "dynamo", "torchscript"] = option("auto", help="ONNX exporter")
     rollout: Literal["unrolled", "traced"] = option(
@@ -308,7 +315,20 @@ class ExportOptions:
             self.variants = precisions
         if isinstance(self.variants, str):
             self.variants = precision_list(self.variants)
-        _positive(self, "context", "horizon", "static_batch", "max_batch", "calib_clips", "verify_clips")
+        _positive(self, "context", "horizon", "static_batch", "max_batch", "calib_clips", "verify_clips",
+                  "budget_clips")
+        self.calib_methods = calibration_methods(self.calib_methods)
+
+
+def calibration_methods(text: str | tuple) -> tuple[str, ...]:
+    """"MinMax,Entropy" -> ("MinMax", "Entropy"); names of onnxruntime's CalibrationMethod."""
+    allowed = ("MinMax", "Entropy", "Percentile")
+    items = tuple(t.strip() for t in (text.split(",") if isinstance(text, str) else text) if t.strip())
+    unknown = [t for t in items if t not in allowed]
+    if unknown or not items:
+        raise UsageError(f"--calib-methods: unknown {', '.join(unknown) or '(empty)'}; "
+                        f"choose from {', '.join(allowed)}")
+    return tuple(dict.fromkeys(items))
 
 
 @dataclass

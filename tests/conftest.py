@@ -25,3 +25,25 @@ def subprocess_env() -> dict:
     env = dict(os.environ)
     env["OMP_NUM_THREADS"] = "1"
     return env
+
+
+TRAINED_TINY = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "models", "tiny", "best.pt")
+
+
+@pytest.fixture(scope="session")
+def trained_tiny(tmp_path_factory) -> dict:
+    """The committed trained tiny model (32x32, 5 -> 5) exported once per session with fp16 and
+    int8 through the default exporter and accuracy budget: {"model": folder, "data": dataset,
+    "ckpt": checkpoint}. The dataset is real-digit Moving MNIST generated here (seed 0): int8
+    calibrates on its val split, the budget is measured on its test split (held out).
+    Treat the folder as read-only."""
+    from mspn.data.mmnist import generate_mmnist
+    from mspn.export.pipeline import ExportOptions, export_model
+
+    root = tmp_path_factory.mktemp("trained_tiny")
+    data = root / "mm32"
+    generate_mmnist(out=data, videos=(1, 8, 16), frames=10, size=32)
+    export_model(ExportOptions(ckpt=TRAINED_TINY, out=str(root / "model"), variants=("fp32", "fp16", "int8"),
+                               data=str(data), calib=str(data), calib_split="val", budget_clips=16,
+                               progress=False))
+    return {"model": root / "model", "data": data, "ckpt": TRAINED_TINY}

@@ -49,7 +49,22 @@ def markdown_table(report: dict) -> str:
     lines.append("")
     lines.append(f"Reference: {ref or 'none'}; inputs: {report['inputs']['source']}, "
                  f"{report['inputs']['clips']} clips.")
+    machine = report.get("machine", {})
+    lines.append(f"CPU: {machine.get('cpu', '?')}; capabilities: {', '.join(machine.get('isa', [])) or 'none listed'}.")
+    lines.append(recommendation_line(report.get("recommendation")))
     return "\n".join(lines + notes)
+
+
+def recommendation_line(rec: dict | None) -> str:
+    """'Recommendation: openvino/int8 ...' from mspn.bench.run.recommend's record."""
+    if not rec:
+        return "Recommendation: none (no budget figures)."
+    budget = f">= {rec['budget']['psnr_db']:g} dB vs reference, SSIM within {rec['budget']['ssim_drop']:g}"
+    if rec["status"] != "ok":
+        return f"Recommendation: none - {rec['reason']} ({budget})."
+    ratio = f", {rec['vs_torch']:.2f}x PyTorch eager (A/B)" if rec.get("vs_torch") else ""
+    return (f"Recommendation: {rec['backend']}/{rec['variant']} - the fastest within budget ({budget}): "
+            f"rollout p50 {rec['rollout_p50_ms']:.1f} ms{ratio}.")
 
 
 def write_charts(report: dict, report_path: str | Path) -> list[str]:
@@ -91,6 +106,9 @@ def write_charts(report: dict, report_path: str | Path) -> list[str]:
             psnr = [np.nan if v is None or v >= PSNR_CAP else v for v in steps["psnr"]]
             left.plot(t, psnr, marker="o", ms=3, label=label)
             right.plot(t, np.maximum(steps["max_abs"], 1e-9), marker="o", ms=3, label=label)
+    budget_db = (report.get("recommendation") or {}).get("budget", {}).get("psnr_db")
+    if budget_db:  # the budget applies at every step: each curve must stay above this line
+        left.axhline(budget_db, color="grey", linestyle="--", linewidth=1, label=f"budget {budget_db:g} dB")
     left.set_xlabel("predicted step")
     left.set_ylabel("PSNR vs reference (dB; gap = identical)")
     right.set_xlabel("predicted step")

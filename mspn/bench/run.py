@@ -360,6 +360,7 @@ def _report(plan: Plan, entries: list, outputs: dict, reference, log) -> dict:
         "results": entries,
         "notes": REPORT_NOTES,
     }
+    report_obj["recommendation"] = recommend(entries, report_obj["reference_accuracy"], _budget_of(manifest))
     report_path = Path(o.report)
     if o.charts:
         from mspn.bench.report import write_charts
@@ -381,6 +382,46 @@ REPORT_NOTES = [
     "stream.overhead_vs_rollout: median over sessions of (session mean cost per call) / (rollout "
     "timed just before it / graph steps) - 1",
 ]
+
+
+def _budget_of(manifest) -> dict:
+    """The accuracy budget the folder was exported under (the default one for older folders)."""
+    from mspn.export.budget import DEFAULT_PSNR_DB, DEFAULT_SSIM_DROP
+    recorded = manifest.raw.get("verification", {}).get("budget") or {}
+    return {"psnr_db": recorded.get("psnr_db_vs_fp32_every_step", DEFAULT_PSNR_DB),
+            "ssim_drop": recorded.get("ssim_drop_vs_fp32_every_step", DEFAULT_SSIM_DROP)}
+
+
+def recommend(entries: list, reference_accuracy: dict | None, budget: dict) -> dict:
+    """The fastest backend x variant within the accuracy budget on the bench's clips (by the A/B
+    ratio to PyTorch eager where every candidate has one, else by rollout p50):
+    min per-step PSNR vs the reference >= budget["psnr_db"], and (with ground truth) per-step SSIM
+    at most budget["ssim_drop"] below the reference's. PyTorch eager itself is not a candidate."""
+    ref_ssim = (reference_accuracy or {}).get("ssim_per_step")
+    within, rejected = [], []
+    for entry in (e for e in entries if e["status"] == "ok" and e["backend"] != "torch"):
+        name = f"{entry['backend']}/{entry['variant']}"
+        par, acc = entry.get("parity", {}), entry.get("accuracy", {})
+        if not par.get("finite") or par.get("min_psnr", 0.0) < budget["psnr_db"]:
+            rejected.append(f"{name}: min per-step PSNR {par.get('min_psnr', float('nan')):.1f} dB")
+            continue
+        if ref_ssim and acc.get("status") == "ok":
+            drop = min(a - b for a, b in zip(acc["ssim_per_step"], ref_ssim, strict=True))
+            if drop < -budget["ssim_drop"]:
+                rejected.append(f"{name}: SSIM {drop:+.4f} vs reference")
+                continue
+        within.append(entry)
+    out = {"budget": budget, "outside_budget": rejected}
+    if not within:
+        return {**out, "status": "none", "reason": "no measured backend x variant meets the budget"}
+    ratios = [e.get("vs_torch", {}).get("median_of_pairs") for e in within]
+    if all(ratios):  # alternating A/B runs in one process: steadier than p50s taken in turn
+        best, ranked_by = within[int(np.argmax(ratios))], "A/B ratio to PyTorch eager"
+    else:
+        best, ranked_by = min(within, key=lambda e: e["rollout"]["p50"]), "rollout p50"
+    return {**out, "status": "ok", "backend": best["backend"], "variant": best["variant"],
+            "ranked_by": ranked_by, "rollout_p50_ms": best["rollout"]["p50"],
+            "vs_torch": best.get("vs_torch", {}).get("median_of_pairs")}
 
 
 def load_clips_for(manifest, clips: int, data):

@@ -206,3 +206,46 @@ def test_ceiling_models_run(tmp_path, variant):
     x = np.random.default_rng(0).random((1, 256, 32, 32), np.float32)
     y = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
     assert y.shape == x.shape and np.isfinite(y).all()
+
+
+def test_report_ends_with_a_recommendation_and_the_cpu_capabilities(report):
+    rec = report["recommendation"]
+    assert rec["budget"] == {"psnr_db": 40.0, "ssim_drop": 0.005}
+    ok = [e for e in report["results"] if e["status"] == "ok" and e["backend"] != "torch"
+          and e["parity"]["min_psnr"] >= 40.0]
+    if rec["status"] == "ok" and rec["ranked_by"] == "rollout p50":
+        assert rec["rollout_p50_ms"] == min(e["rollout"]["p50"] for e in ok)
+    elif rec["status"] == "ok":
+        assert rec["vs_torch"] == max(e["vs_torch"]["median_of_pairs"] for e in ok)
+    from mspn.bench.report import markdown_table
+    table = markdown_table(report)
+    assert "Recommendation:" in table and "capabilities:" in table
+    assert set(report["machine"]["isa"]) <= {"avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16",
+                                             "amx_int8", "avx_vnni"}
+
+
+def _fake_entry(backend, variant, p50, min_psnr, ssim):
+    return {"status": "ok", "backend": backend, "variant": variant, "rollout": {"p50": p50},
+            "parity": {"finite": True, "min_psnr": min_psnr},
+            "accuracy": {"status": "ok", "ssim_per_step": ssim}, "vs_torch": {"median_of_pairs": 10.0 / p50}}
+
+
+def test_recommend_picks_the_fastest_within_budget():
+    from mspn.bench.run import recommend
+
+    budget = {"psnr_db": 40.0, "ssim_drop": 0.005}
+    reference = {"ssim_per_step": [0.8, 0.7]}
+    entries = [_fake_entry("torch", "fp32", 10.0, 200.0, [0.8, 0.7]),
+               _fake_entry("onnxruntime", "int8", 1.0, 35.0, [0.8, 0.7]),     # fastest, PSNR too low
+               _fake_entry("openvino", "int8", 2.0, 45.0, [0.8, 0.69]),       # SSIM drops 0.01
+               _fake_entry("openvino", "fp32", 4.0, 120.0, [0.8, 0.7]),
+               _fake_entry("onnxruntime", "fp32", 5.0, 120.0, [0.8, 0.7])]
+    rec = recommend(entries, reference, budget)
+    assert (rec["status"], rec["backend"], rec["variant"]) == ("ok", "openvino", "fp32")
+    assert rec["vs_torch"] == 2.5 and rec["ranked_by"] == "A/B ratio to PyTorch eager"
+    del entries[3]["vs_torch"]  # without every ratio: by p50
+    assert recommend(entries, reference, budget)["ranked_by"] == "rollout p50"
+    assert any("onnxruntime/int8: min per-step PSNR 35.0" in r for r in rec["outside_budget"])
+    assert any("openvino/int8: SSIM -0.0100" in r for r in rec["outside_budget"])
+    none = recommend(entries[:3], reference, budget)
+    assert none["status"] == "none" and "no measured" in none["reason"]
