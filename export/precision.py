@@ -261,20 +261,31 @@ class _ModuleLogging:
 def _quantizer_logs_quiet():
     """While quantizing: onnxruntime.quantization's messages (e.g. its advice to pre-process, which
     does not apply: nodes are chosen by name on the graph as exported) go to its own logger, held
-    at ERROR. The root logger and stdout are left alone."""
+    at ERROR, and the progress its histogram calibrators (Entropy, Percentile) print() goes to
+    that logger's debug level. The root logger and stdout (never redirected: that would swallow
+    the caller's own output) are left alone."""
     import sys
 
     quant_logger = logging.getLogger("onnxruntime.quantization")
     previous = quant_logger.level
     quant_logger.setLevel(logging.ERROR)
     stand_in = _ModuleLogging(quant_logger)
-    swapped = [module for name, module in list(sys.modules.items())
-               if name.startswith("onnxruntime.quantization") and getattr(module, "logging", None) is logging]
+    modules = [module for name, module in list(sys.modules.items())
+               if name.startswith("onnxruntime.quantization") and module is not None]
+    swapped = [module for module in modules if getattr(module, "logging", None) is logging]
+    printing = [module for module in modules if "print" not in vars(module)]
+
+    def print_to_log(*values, **_):
+        quant_logger.debug(" ".join(map(str, values)))
     for module in swapped:
         module.logging = stand_in
+    for module in printing:  # a module-level name shadows the builtin for that module only
+        module.print = print_to_log
     try:
         yield
     finally:
         for module in swapped:
             module.logging = logging
+        for module in printing:
+            del module.print
         quant_logger.setLevel(previous)

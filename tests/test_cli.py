@@ -169,7 +169,10 @@ def test_ctrl_c_exits_130(tmp_path, subprocess_env):
     out = tmp_path / "d"
     proc = subprocess.Popen([sys.executable, "-m", "mspn", "data", "synth", "--out", str(out), "--size", "64x64",
                              "--videos", "100000", "-q"], cwd=REPO, env=subprocess_env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            # A shell runs background jobs with SIGINT ignored, and Python keeps it
+                            # ignored: restore the default so the child gets its KeyboardInterrupt.
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 60
     while not any(out.glob("*/*.npy")) and time.monotonic() < deadline and proc.poll() is None:
         time.sleep(0.1)  # until it is writing videos

@@ -85,7 +85,7 @@ def test_bad_input_gets_one_line_errors(tmp_path, micro_data, micro, pixel_run):
         train(adv(micro, "adv.disc_channels=[4,4,4,4,4,4]"), micro_data, tmp_path / "c",
               init=pixel_run / "best.pt")
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
-    with pytest.raises(MSPNError, match="not a readable checkpoint"):
+    with pytest.raises(MSPNError, match="not an mspn checkpoint"):
         train(adv(micro), micro_data, tmp_path / "d", init=tmp_path / "junk.pt")
     with pytest.raises(MSPNError, match="is a pixel stage checkpoint, this run is the adversarial stage"):
         import shutil
