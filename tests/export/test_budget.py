@@ -9,17 +9,15 @@ import re
 import numpy as np
 import onnx
 import pytest
-import torch
 from onnx import TensorProto, helper, numpy_helper
 
-from mspn.checkpoint import save_checkpoint
-from mspn.config import PRESETS
 from mspn.data.synth import write_synthetic
 from mspn.errors import MSPNError
 from mspn.export import budget
 from mspn.export.pipeline import ExportOptions, export_model
 from mspn.export.precision import CALIBRATION_METHODS, block_of_weight, graph_blocks, to_int8
 from mspn.export.verify import ort_session
+from tests.export.micro import save_scaled_micro_checkpoint
 
 SENSITIVE = "levels.0.predict"
 
@@ -169,14 +167,7 @@ def test_trained_tiny_int8_records_its_plan(trained_tiny):
 @pytest.fixture(scope="module")
 def micro(tmp_path_factory) -> dict:
     root = tmp_path_factory.mktemp("budget_micro")
-    torch.manual_seed(0)
-    config = PRESETS["micro"]()
-    from mspn.models.mspn import MSPN
-    model = MSPN(config.model)
-    with torch.no_grad():
-        for cell in model.levels:
-            cell.predict.weight.mul_(30.0)
-    save_checkpoint(root / "micro.pt", config, model.state_dict())
+    save_scaled_micro_checkpoint(root / "micro.pt")
     write_synthetic(root / "ds", size=(16, 16), channels=1, videos=(2, 2, 4), frames=6)
     return {"ckpt": root / "micro.pt", "data": root / "ds", "root": root}
 

@@ -17,9 +17,8 @@ import onnx
 import pytest
 import torch
 
-from mspn.checkpoint import load_checkpoint, save_checkpoint
+from mspn.checkpoint import load_checkpoint
 from mspn.cli import main
-from mspn.config import PRESETS
 from mspn.data.synth import write_synthetic
 from mspn.errors import MSPNError
 from mspn.export import onnx_export, verify
@@ -27,6 +26,7 @@ from mspn.export.pipeline import ExportOptions, export_model
 from mspn.export.precision import INT8_OP_TYPES
 from mspn.export.preflight import preflight
 from mspn.export.spec import ExportSpec
+from tests.export.micro import save_scaled_micro_checkpoint
 
 CONTEXT, HORIZON = 2, 3
 
@@ -38,18 +38,7 @@ def workdir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def ckpt(workdir) -> Path:
-    """A micro checkpoint with random weights. The prediction convs are scaled up so the
-    predictions are of order 0.1-1 rather than 1e-4, which makes the parity figures meaningful."""
-    torch.manual_seed(0)
-    config = PRESETS["micro"]()
-    from mspn.models.mspn import MSPN
-    model = MSPN(config.model)
-    with torch.no_grad():
-        for cell in model.levels:
-            cell.predict.weight.mul_(30.0)
-    path = workdir / "micro.pt"
-    save_checkpoint(path, config, model.state_dict())
-    return path
+    return save_scaled_micro_checkpoint(workdir / "micro.pt")
 
 
 @pytest.fixture(scope="module")
