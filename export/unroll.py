@@ -205,3 +205,68 @@ def _functions(*models: onnx.ModelProto) -> list[onnx.FunctionProto]:
                 raise MSPNError(f"unroll: the step pieces define function {function.name} differently")
             found.setdefault(key, function)
     return list(found.values())
+
+
+def pieces_from_step(step: onnx.ModelProto, state_names: list[str], frame_input: str = "frame",
+                     open_loop_input: str = "open_loop") -> tuple[onnx.ModelProto, onnx.ModelProto]:
+    """The rollout's (open_step, closed_step) pieces cut from a step graph.
+
+    step: frame (B, C, H, W), open_loop (B,), state -> next_frame, [n + "_out" for n in state_names].
+    open_step feeds open_loop = 1; closed_step also feeds frame = zeros (the step graph blends the
+    target as open_loop * frame + (1 - open_loop) * pred_0, so the zeros never reach a value).
+    A rollout unrolled from these pieces computes exactly what the step graph does step by step:
+    for a quantized step graph it shares every calibrated scale with the streaming graph, where
+    pieces quantized on their own would each get ranges from only their part of the feeds.
+    """
+    inputs = {v.name: v for v in step.graph.input}
+    if frame_input not in inputs or open_loop_input not in inputs:
+        raise MSPNError(f"unroll: the step graph has inputs {list(inputs)}, expected {frame_input!r} "
+                        f"and {open_loop_input!r} among them")
+    frame_dims = [d.dim_value for d in inputs[frame_input].type.tensor_type.shape.dim][1:]
+    if len(frame_dims) != 3 or not all(frame_dims):
+        raise MSPNError(f"unroll: the step graph's {frame_input!r} needs static C, H, W dims, got {frame_dims}")
+    outputs = [f"{n}_out" for n in state_names]
+    open_step = _step_piece(step, [frame_input] + state_names, outputs,
+                            _filled(open_loop_input, frame_input, [], 1.0))
+    zeros_frame = _filled(frame_input, state_names[0], frame_dims, 0.0)
+    closed_step = _step_piece(step, state_names, outputs,
+                              zeros_frame + _filled(open_loop_input, state_names[0], [], 0.0))
+    return open_step, closed_step
+
+
+def _filled(name: str, batch_of: str, dims: list[int], value: float) -> list[onnx.NodeProto]:
+    """Nodes making ``name`` = (B, *dims) float32 filled with ``value``, B the batch of ``batch_of``."""
+    shape = [helper.make_node("Shape", [batch_of], [f"{name}/batch"], name=f"{name}/batch", start=0, end=1)]
+    if dims:
+        shape.append(helper.make_node("Constant", [], [f"{name}/dims"], name=f"{name}/dims",
+                                      value=numpy_helper.from_array(np.array(dims, np.int64))))
+        shape.append(helper.make_node("Concat", [f"{name}/batch", f"{name}/dims"], [f"{name}/shape"],
+                                      name=f"{name}/shape", axis=0))
+    fill = helper.make_tensor(f"{name}/value", onnx.TensorProto.FLOAT, [1], [value])
+    return shape + [helper.make_node("ConstantOfShape", [f"{name}/shape" if dims else f"{name}/batch"], [name],
+                                     name=f"{name}/fill", value=fill)]
+
+
+def _step_piece(step: onnx.ModelProto, inputs: list[str], outputs: list[str],
+                prologue: list[onnx.NodeProto]) -> onnx.ModelProto:
+    """A copy of ``step`` with only ``inputs`` as graph inputs (the others made by ``prologue``) and
+    only ``outputs`` as graph outputs."""
+    piece = onnx.ModelProto()
+    piece.CopyFrom(step)
+    graph = piece.graph
+    by_name = {v.name: v for v in step.graph.input}
+    missing = [n for n in inputs if n not in by_name]
+    if missing:
+        raise MSPNError(f"unroll: the step graph has no input(s) {missing}")
+    del graph.input[:]
+    graph.input.extend(by_name[n] for n in inputs)
+    kept = {v.name: v for v in step.graph.output}
+    missing = [n for n in outputs if n not in kept]
+    if missing:
+        raise MSPNError(f"unroll: the step graph has no output(s) {missing}")
+    del graph.output[:]
+    graph.output.extend(kept[n] for n in outputs)
+    nodes = list(prologue) + list(step.graph.node)
+    del graph.node[:]
+    graph.node.extend(nodes)
+    return piece

@@ -15,7 +15,7 @@ from mspn.config import PRESETS
 from mspn.errors import MSPNError
 from mspn.export import verify
 from mspn.export.pipeline import ExportOptions, export_model
-from mspn.export.unroll import unroll
+from mspn.export.unroll import pieces_from_step, unroll
 from mspn.models.mspn import MSPN
 
 CONTEXT, HORIZON = 3, 4
@@ -122,3 +122,44 @@ def test_unrolled_pieces_run_in_onnxruntime():
     (future,) = session.run(None, {"frames": frames})
     first = 0.5 + frames.sum(axis=1)
     np.testing.assert_allclose(future, np.stack([first, 2 * first, 4 * first], axis=1), rtol=1e-6)
+
+
+def _step_loop_and_unrolled(step_path, folder, frames):
+    """(the step graph looped closed, the rollout unrolled from pieces_from_step of that graph)."""
+    names = [v.name for v in onnx.load(step_path).graph.input][2:]
+    init = dict(np.load(folder / "initial_state.npz"))
+    loop = verify.run_step_loop(verify.session_step(verify.ort_session(step_path)), init, frames, HORIZON, names)
+    open_step, closed_step = pieces_from_step(onnx.load(step_path), names)
+    rollout = unroll(open_step, closed_step, init, CONTEXT, HORIZON, names)
+    onnx.checker.check_model(rollout, full_check=True)
+    path = step_path.parent / f"{step_path.stem}.from-step.rollout.onnx"
+    onnx.save(rollout, path)
+    return loop, verify.rollout_outputs(verify.ort_session(path), frames)
+
+
+def test_rollout_cut_from_the_step_graph_is_the_step_loop(folders, tmp_path):
+    """pieces_from_step: the rollout unrolled from a step graph computes the step loop, for the fp32
+    graph and for an int8 one (whose scales it shares; the int8 rollout is built this way)."""
+    from mspn.export import precision as prec
+
+    folder = folders["unrolled"]
+    frames = np.random.default_rng(7).random((2, CONTEXT, 1, 16, 16), dtype=np.float32)
+    loop, unrolled = _step_loop_and_unrolled(folder / "step.onnx", folder, frames)
+    exported = verify.rollout_outputs(verify.ort_session(folder / "rollout.onnx"), frames)
+    assert np.abs(unrolled - loop).max() < 1e-5 and np.abs(unrolled - exported).max() < 1e-5
+
+    names = [v.name for v in onnx.load(folder / "step.onnx").graph.input][2:]
+    step = verify.session_step(verify.ort_session(folder / "step.onnx"))
+    feeds = verify.record_step_feeds(step, dict(np.load(folder / "initial_state.npz")), frames, HORIZON, names)
+    prec.to_int8(folder / "step.onnx", tmp_path / "step.int8.onnx", feeds, "MinMax")
+    loop8, unrolled8 = _step_loop_and_unrolled(tmp_path / "step.int8.onnx", folder, frames)
+    assert np.abs(loop8 - loop).max() > 1e-4  # really quantized
+    assert np.abs(unrolled8 - loop8).max() < 1e-5
+
+
+def test_pieces_from_step_refuses_a_graph_without_the_step_inputs():
+    names = ["h_0", "c_0", "pred_0"]
+    piece = _identity_piece(["frame"] + names, [n + "_out" for n in names])
+    with pytest.raises(MSPNError, match=r"step graph has inputs \['frame', 'h_0', 'c_0', 'pred_0'\], "
+                                        r"expected 'frame' and 'open_loop'"):
+        pieces_from_step(piece, names)
