@@ -19,6 +19,11 @@ import numpy as np
 
 from mspn.errors import MSPNError
 
+
+class BudgetMissed(MSPNError):
+    """A variant misses the accuracy budget: it is not written (the rest of the folder is)."""
+
+
 DEFAULT_PSNR_DB = 40.0
 DEFAULT_SSIM_DROP = 0.005
 

@@ -5,6 +5,7 @@ every check passed, so a failure leaves no half-written model folder.
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import shutil
@@ -18,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from mspn.errors import MSPNError
+from mspn.export.budget import BudgetMissed
 from mspn.export.spec import ExportSpec
 from mspn.options import ExportOptions  # noqa: F401  (re-exported: export_model takes it)
 
@@ -316,22 +318,37 @@ def _stages(bar, work: Path, spec: ExportSpec, options: ExportOptions, checkpoin
         verification["budget"] = _heldout(run, heldout, data_info)
     graphs = {g: {"fp32": spec.graph_entry(g, "fp32")} for g in GRAPHS}
     rng = np.random.default_rng(spec.verify_seed + 1)
+    refused = {}
     for variant in (v for v in spec.precisions if v != "fp32"):
-        if variant == "fp16":
-            record = _fp16_variant(run)
-        else:
-            record = _int8_variant(run, calib, rng, pieces)
-        record["budget"].update(_budget_check(run, variant))
+        try:
+            if variant == "fp16":
+                record = _fp16_variant(run)
+            else:
+                record = _int8_variant(run, calib, rng, pieces)
+            record["budget"].update(_budget_check(run, variant))
+        except BudgetMissed as missed:  # the folder is still written, without this variant
+            refused[variant] = _drop_variant(run, variant, missed)
+            continue
         _check_floor(run, variant, record)
         verification["variants"][variant] = record
         for graph in GRAPHS:
             graphs[graph][variant] = spec.graph_entry(graph, variant)
+    if refused:
+        verification["refused"] = refused
+        run.spec = dataclasses.replace(spec, precisions=tuple(v for v in spec.precisions if v not in refused))
     _finalize_graphs(run, graphs, export_records)
     trt = _preflight(run)
     manifest = _write_manifest(run, export_records, graphs, verification, trt, started)
     bar.close()  # before the warnings, so they are not interleaved with the bar
     _print_warnings(run.warnings, trt)
     return manifest
+
+
+def _drop_variant(run: _Run, variant: str, missed: MSPNError) -> str:
+    """Remove what a refused variant left in the working folder; its reason, for the manifest."""
+    for graph in GRAPHS:
+        (run.work / run.spec.graph_file(graph, variant)).unlink(missing_ok=True)
+    return str(missed)
 
 
 def _reference(bar, work: Path, spec: ExportSpec, options: ExportOptions, checkpoint, inputs: dict) -> _Run:
@@ -425,7 +442,7 @@ def _budget_check(run: _Run, variant: str) -> dict:
     result = {g: _budget_figures(run.work / run.spec.graph_file(g, variant), g, run) for g in GRAPHS}
     missed = [f"{g} {budget.describe(r)}" for g, r in result.items() if not r["meets"]]
     if missed:
-        raise MSPNError(f"{variant} variant not written: it misses the accuracy budget (>= "
+        raise budget.BudgetMissed(f"{variant} variant not written: it misses the accuracy budget (>= "
                         f"{run.budget.psnr_db:g} dB vs fp32 and SSIM within {run.budget.ssim_drop:g} of fp32 "
                         f"at every step) on held-out clips: achieved {'; '.join(missed)}")
     return result
@@ -494,11 +511,12 @@ def _int8_plan(run: _Run, step_feeds: list[dict]) -> dict:
         trial.unlink(missing_ok=True)
     plan["blocks"] = {b: len(nodes) for b, nodes in blocks.items()}
     if not plan["ok"]:
-        raise MSPNError(f"int8 variant not written: no plan meets the accuracy budget (>= {run.budget.psnr_db:g} dB "
-                        f"vs fp32 and SSIM within {run.budget.ssim_drop:g} of fp32 at every step) on held-out "
-                        f"clips: best achieved {budget.describe(plan['figures'])} with "
-                        f"{len(plan['float_blocks'])} of {len(blocks)} blocks in float32 "
-                        f"({plan['calibration_method']} calibration)")
+        raise budget.BudgetMissed(
+            f"int8 variant not written: no plan meets the accuracy budget (>= {run.budget.psnr_db:g} dB "
+            f"vs fp32 and SSIM within {run.budget.ssim_drop:g} of fp32 at every step) on held-out "
+            f"clips: best achieved {budget.describe(plan['figures'])} with "
+            f"{len(plan['float_blocks'])} of {len(blocks)} blocks in float32 "
+            f"({plan['calibration_method']} calibration)")
     return plan
 
 

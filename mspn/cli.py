@@ -394,6 +394,10 @@ def _add_export(sub):
         from mspn.export.budget import summary_lines
         for line in summary_lines(manifest):
             print(line)
+        refused = manifest["verification"].get("refused", {})
+        if refused:  # the folder is usable, but not what was asked for: exit 1
+            kept = ",".join(manifest["spec"]["precisions"])
+            raise MSPNError(f"{'; '.join(refused.values())} (wrote {options.out} with {kept} only)")
     _command(sub, "export", "checkpoint -> verified ONNX model folder (rollout, step, variants)",
              ExportOptions, run)
 

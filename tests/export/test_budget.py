@@ -174,16 +174,34 @@ def micro(tmp_path_factory) -> dict:
 
 @pytest.mark.parametrize("variant", ["fp16", "int8"])
 def test_a_variant_that_cannot_meet_the_budget_is_refused_with_what_it_achieved(micro, variant):
+    """The refused variant is not written; the rest of the folder is (nothing measured is lost), the
+    manifest records why, and the command exits 1 with what the variant achieved."""
     out = micro["root"] / f"refused-{variant}"
-    with pytest.raises(MSPNError, match=f"{variant} variant not written") as info:
-        export_model(ExportOptions(ckpt=str(micro["ckpt"]), out=str(out), context=2, horizon=3,
-                                   variants=("fp32", variant), data=str(micro["data"]),
-                                   calib=str(micro["data"]), calib_clips=2, budget_clips=4, budget_db=200.0,
-                                   calib_methods=("MinMax",), exporter="torchscript", progress=False))
-    achieved = [float(v) for v in re.findall(r"(\d+\.\d) dB min per-step PSNR vs fp32", str(info.value))]
+    manifest = export_model(ExportOptions(
+        ckpt=str(micro["ckpt"]), out=str(out), context=2, horizon=3, variants=("fp32", variant),
+        data=str(micro["data"]), calib=str(micro["data"]), calib_clips=2, budget_clips=4, budget_db=200.0,
+        calib_methods=("MinMax",), exporter="torchscript", progress=False))
+    reason = manifest["verification"]["refused"][variant]
+    assert reason.startswith(f"{variant} variant not written") and "held-out clips" in reason
+    achieved = [float(v) for v in re.findall(r"(\d+\.\d) dB min per-step PSNR vs fp32", reason)]
     assert achieved and all(v < 200.0 for v in achieved)
-    assert "held-out clips" in str(info.value)
-    assert not out.exists()
+    assert sorted(p.name for p in out.glob("*.onnx")) == ["rollout.onnx", "step.onnx"]
+    assert manifest["spec"]["precisions"] == ["fp32"]
+    assert all(set(entry) == {"fp32"} for entry in manifest["graphs"].values())
+    assert variant not in manifest["verification"]["variants"]
+
+
+def test_the_export_command_exits_1_when_a_variant_is_refused(micro, capsys):
+    from mspn.cli import main
+
+    out = micro["root"] / "refused-cli"
+    code = main(["export", "--ckpt", str(micro["ckpt"]), "--out", str(out), "--context", "2", "--horizon", "3",
+                 "--variants", "fp32,fp16", "--data", str(micro["data"]), "--budget-clips", "4",
+                 "--budget-db", "200", "--exporter", "torchscript", "-q"])
+    err = capsys.readouterr().err
+    assert code == 1 and "Traceback" not in err
+    assert re.search(rf"error: fp16 variant not written: .* \(wrote {re.escape(str(out))} with fp32 only\)\n$", err)
+    assert (out / "manifest.json").is_file() and not (out / "step.fp16.onnx").exists()
 
 
 def test_unknown_calibration_method_is_one_line_error():
