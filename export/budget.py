@@ -182,7 +182,23 @@ def summary_lines(manifest: dict) -> list[str]:
             for block, sens in sorted(plan["sensitivity"].items(), key=lambda kv: -kv[1]["gain_db"]):
                 alone = " (meets the budget alone)" if sens.get("meets_alone") else ""
                 lines.append(f"      sensitivity {block}: {sens['gain_db']:+.2f} dB when kept float32{alone}")
+        lines += _openvino_lines(record.get("openvino"))
         blocked = check.get("fp16_blocked_ops")
         if blocked is not None:
             lines.append(f"    ops kept float32: {', '.join(blocked) or 'none'}")
     return lines
+
+
+def _openvino_lines(record: dict | None) -> list[str]:
+    """What `mspn export` prints about the int8 variant on OpenVINO (pipeline._openvino_int8)."""
+    if not record:
+        return []
+    qdq = record.get("qdq_budget", {})
+    nncf = record.get("nncf", {}).get("budget", {})
+    parts = [f"{g} nncf {nncf[g]['min_psnr']:.1f} dB" + (f" / qdq {qdq[g]['min_psnr']:.1f} dB" if g in qdq else "")
+             for g in ("step", "rollout") if g in nncf]
+    if record["method"] == "nncf":
+        extra = record["nncf"].get("float_blocks_beyond_plan") or []
+        return [f"    openvino: NNCF int8 model (min per-step PSNR vs fp32: {'; '.join(parts)}; float32 blocks "
+                f"beyond the ONNX plan: {', '.join(extra) or 'none'})"]
+    return [f"    openvino: the ONNX QDQ graph ({record.get('reason')})"]

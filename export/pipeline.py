@@ -189,6 +189,11 @@ def export_model(options: ExportOptions) -> dict:
         if folder is not None and not Path(folder).is_dir():
             raise MSPNError(f"{label} folder not found: {folder}")
 
+    if "int8" in options.variants:  # before any work: an explicit nncf without nncf fails here
+        from mspn.export.openvino_int8 import resolve_method
+        method = resolve_method(options.openvino_int8, logging.getLogger("mspn.export").info)
+        options = dataclasses.replace(options, openvino_int8=method)
+
     from mspn.checkpoint import load_checkpoint
     checkpoint = load_checkpoint(options.ckpt)
     spec = make_spec(options, checkpoint)
@@ -298,6 +303,7 @@ class _Run:
     reference: dict   # {set name: (B, T_pred, C, H, W) float32}, PyTorch's rollout
     held: Any = None  # budget.HeldOut: the clips the variants' accuracy budget is measured on
     budget: Any = None  # budget.Budget
+    int8_feeds: dict = field(default_factory=dict)  # {graph: calibration feeds} of the int8 variant
     warnings: list = field(default_factory=list)
 
     def stage(self, text: str) -> None:
@@ -333,6 +339,8 @@ def _stages(bar, work: Path, spec: ExportSpec, options: ExportOptions, checkpoin
         verification["variants"][variant] = record
         for graph in GRAPHS:
             graphs[graph][variant] = spec.graph_entry(graph, variant)
+        if variant == "int8":
+            _openvino_int8(run, record, graphs)
     if refused:
         verification["refused"] = refused
         run.spec = dataclasses.replace(spec, precisions=tuple(v for v in spec.precisions if v not in refused))
@@ -419,13 +427,20 @@ def _heldout(run: _Run, heldout: np.ndarray | None, data_info: dict | None) -> d
 
 
 def _variant_rollout(path: Path, graph: str, run: _Run) -> np.ndarray:
-    """One graph file's prediction on the held-out clips: (N, T_pred, C, H, W)."""
+    """One graph file's prediction on the held-out clips through ONNX Runtime: (N, T_pred, C, H, W)."""
     from mspn.export import verify
 
     session = verify.ort_session(path)
+    return _heldout_prediction(graph, verify.session_step(session), lambda x: verify.rollout_outputs(session, x), run)
+
+
+def _heldout_prediction(graph: str, step, rollout, run: _Run) -> np.ndarray:
+    """The held-out clips' prediction (N, T_pred, C, H, W) of the rollout graph (``rollout``:
+    frames -> future) or of the step graph looped closed (``step``: feed -> outputs)."""
+    from mspn.export import verify
+
     if graph == "rollout":
-        return _batched(lambda x: verify.rollout_outputs(session, x), run.held.context, run.spec)
-    step = verify.session_step(session)
+        return _batched(rollout, run.held.context, run.spec)
     return _batched(lambda x: verify.run_step_loop(step, run.init, x, run.spec.horizon, run.spec.state_names()),
                     run.held.context, run.spec)
 
@@ -433,6 +448,87 @@ def _variant_rollout(path: Path, graph: str, run: _Run) -> np.ndarray:
 def _budget_figures(path: Path, graph: str, run: _Run) -> dict:
     from mspn.export import budget
     return budget.figures(_variant_rollout(path, graph, run), run.held, run.budget)
+
+
+def _openvino_figures(path, graph: str, run: _Run) -> dict:
+    """budget.figures of one graph (an ONNX or OpenVINO IR file, or an openvino.Model) run by
+    OpenVINO as the runtime runs it."""
+    from mspn.export import budget
+    from mspn.export.openvino_int8 import compiled_runs
+
+    return budget.figures(_heldout_prediction(graph, *compiled_runs(path), run), run.held, run.budget)
+
+
+def _openvino_int8(run: _Run, record: dict, graphs: dict) -> None:
+    """The int8 variant on OpenVINO (--openvino-int8): NNCF's OpenVINO-native int8 of both graphs
+    (export/openvino_int8.py), written to openvino/ and named in the int8 graph entries as
+    OpenVINO's override when it meets the budget run by OpenVINO; otherwise OpenVINO runs the ONNX
+    QDQ graph. ``record["openvino"]``: the method OpenVINO runs, why, and both methods' figures."""
+    import importlib.util
+
+    from mspn.export import budget
+
+    requested = run.options.openvino_int8
+    out = record["openvino"] = {"requested": requested, "method": "qdq", "reason": None}
+    if importlib.util.find_spec("openvino") is not None:
+        run.stage("int8 QDQ graphs on openvino")
+        out["qdq_budget"] = {g: _openvino_figures(run.work / run.spec.graph_file(g, "int8"), g, run) for g in GRAPHS}
+    if requested != "nncf":  # resolved by export_model: auto became nncf or qdq
+        out["reason"] = "--openvino-int8 qdq (or auto without nncf and openvino installed)"
+        return
+    started = time.perf_counter()
+    nncf, files = _nncf_models(run, record["budget"]["plan"])
+    out["nncf"] = dict(nncf, seconds=round(time.perf_counter() - started, 1))
+    if files is None:
+        out["reason"] = nncf["reason"]
+        logging.getLogger("mspn.export").info(f"info: OpenVINO int8 runs the ONNX QDQ graph: {nncf['reason']}")
+        return
+    out["method"] = "nncf"
+    for graph, (xml, weights) in files.items():
+        graphs[graph]["int8"]["openvino"] = {"file": xml, "weights": weights, "method": "nncf"}
+    run.stage(f"openvino int8: nncf, {budget.describe(nncf['budget']['step'])}")
+
+
+def _nncf_models(run: _Run, plan: dict) -> tuple[dict, dict | None]:
+    """NNCF int8 of both graphs, the ONNX plan's float32 blocks in NNCF's ignored scope; more blocks
+    kept float32 only if the budget needs them (openvino_int8.search on the step graph, blocks put
+    back to float by openvino_int8.keep_float: no new quantization per try), the same ones in both.
+    Returns (record, {graph: (xml, bin) written under openvino/}) or (record with "reason", None)."""
+    from mspn.export import budget
+    from mspn.export import openvino_int8 as ovi
+
+    base = list(plan["float_blocks"])
+    record: dict = {"settings": {}, "budget": {}}
+
+    def quantize(graph: str):
+        model, block_of, record["settings"][graph] = ovi.nncf_int8(
+            run.work / run.spec.graph_file(graph, "fp32"), run.int8_feeds[graph], base)
+        return model, block_of
+
+    run.stage("openvino int8 (nncf) step")
+    quantized = {"step": quantize("step")}
+    found = ovi.search(lambda extra: ovi.keep_float(*quantized["step"], extra),
+                       lambda model: _openvino_figures(model, "step", run),
+                       [b for b in plan["blocks"] if b not in base], run.stage)
+    extra = list(found["float_blocks"])
+    record.update(float_blocks=base + extra, float_blocks_beyond_plan=extra, tries=found["tries"],
+                  sensitivity=found["sensitivity"])
+    record["budget"]["step"] = found["figures"]
+    models = {}
+    if found["ok"]:
+        run.stage("openvino int8 (nncf) rollout")
+        quantized["rollout"] = quantize("rollout")
+        for graph, (model, block_of) in quantized.items():  # what is measured is what is written
+            models[graph] = ovi.keep_float(model, block_of, extra)
+            ovi.compress_weights(models[graph])
+            record["settings"][graph]["fake_quantize_ops"] = ovi.fake_quantize_count(models[graph])
+            record["budget"][graph] = _openvino_figures(models[graph], graph, run)
+    missed = [f"{g} {budget.describe(r)}" for g, r in record["budget"].items() if not r["meets"]]
+    if missed:
+        record["reason"] = (f"NNCF's int8 misses the accuracy budget run by OpenVINO: {'; '.join(missed)} "
+                            f"(float32 blocks {', '.join(base + extra) or 'none'})")
+        return record, None
+    return record, {graph: ovi.save_ir(model, run.work, graph) for graph, model in models.items()}
 
 
 def _budget_check(run: _Run, variant: str) -> dict:
@@ -470,7 +566,7 @@ def _int8_variant(run: _Run, calib: np.ndarray | None, rng, pieces: dict) -> dic
     if record["calibration"]["synthetic"]:
         run.warnings.append("int8 calibrated on synthetic random clips (no --calib): its accuracy on "
                             "real video is unknown")
-    feeds = record["calibration"].pop("feeds")
+    feeds = run.int8_feeds = record["calibration"].pop("feeds")
     plan = _int8_plan(run, feeds["step"])
     record["budget"] = {"plan": plan}
     method, float_blocks = plan["calibration_method"], plan["float_blocks"]

@@ -23,7 +23,7 @@ EXTRAS = {
     "openvino": {"numpy", "openvino"},
     "bench": {"onnx", "matplotlib", "skimage"},
     "train": _TRAIN,
-    "export": _EXPORT_CORE | {"onnxruntime"},
+    "export": _EXPORT_CORE | {"onnxruntime", "openvino", "nncf"},
     "gpu": _RUNTIME | {"tensorrt", "cuda", "onnx"},  # its onnxruntime is the onnxruntime-gpu package
     "export-core": _EXPORT_CORE,
 }

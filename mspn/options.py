@@ -294,6 +294,11 @@ class ExportOptions:
     calib_methods: tuple[str, ...] = option(("MinMax", "Entropy", "Percentile"),
                                             help="comma-separated int8 calibration methods compared "
                                                  "(MinMax,Entropy,Percentile); the best on the budget is kept")
+    openvino_int8: Literal["auto", "nncf", "qdq"] = option(
+        "auto", help="what OpenVINO runs for the int8 variant: nncf writes an OpenVINO int8 model "
+                     "(openvino/*.int8.xml, NNCF quantizing what the ONNX int8 plan quantizes) when it meets "
+                     "the budget on OpenVINO, else the ONNX QDQ graph; qdq: the ONNX QDQ graph; auto: nncf "
+                     "when nncf is installed")
     # "auto": dynamo, then TorchScript
     exporter: Literal["auto", "dynamo", "torchscript"] = option("auto", help="ONNX exporter")
     rollout: Literal["unrolled", "traced"] = option(
@@ -320,6 +325,8 @@ class ExportOptions:
         _positive(self, "context", "horizon", "static_batch", "max_batch", "calib_clips", "verify_clips",
                   "budget_clips")
         self.calib_methods = calibration_methods(self.calib_methods)
+        if self.openvino_int8 == "nncf" and "int8" not in self.variants:
+            raise UsageError("--openvino-int8 nncf: the folder has no int8 variant (add --variants ...,int8)")
 
 
 def calibration_methods(text: str | tuple) -> tuple[str, ...]:

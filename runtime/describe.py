@@ -76,7 +76,29 @@ def _variants(m: Manifest) -> list[str]:
                 parity = f"min PSNR {psnr:.1f} dB" if psnr is not None else "-"
             rows.append([variant, kind, g.file, ", ".join(g.external) or "embedded",
                          _tensors(g.inputs, m.state_names), _tensors(g.outputs, m.state_names), parity])
-    return ["variants (graphs, I/O, parity against PyTorch fp32):", *_table(rows)]
+    return ["variants (graphs, I/O, parity against PyTorch fp32):", *_table(rows), *_openvino_int8(m)]
+
+
+def _openvino_int8(m: Manifest) -> list[str]:
+    """Which int8 OpenVINO runs: the folder's NNCF model (with its budget figures next to the QDQ
+    graph's, both run by OpenVINO at export) or the ONNX QDQ graph, and why."""
+    if "int8" not in m.variants:
+        return []
+    record = m.raw.get("verification", {}).get("variants", {}).get("int8", {}).get("openvino") or {}
+    models = {kind: m.graph(kind, "int8").openvino for kind in GRAPHS}
+    if not all(models.values()):
+        why = record.get("reason") or "the folder has no OpenVINO int8 model"
+        return [f"openvino int8: the ONNX QDQ graphs ({why})"]
+    lines = ["openvino int8: NNCF models (runs them instead of the QDQ graphs; load with int8='qdq' for those)"]
+    for kind, ir in models.items():
+        figures = []
+        for label, result in (("nncf", record.get("nncf", {}).get("budget", {}).get(kind)),
+                              ("qdq", record.get("qdq_budget", {}).get(kind))):
+            if result:
+                figures.append(f"{label} {result['min_psnr']:.1f} dB")
+        lines.append(f"  {kind}: {ir.file} + {ir.weights}" + (f"; min per-step PSNR vs fp32 on openvino: "
+                                                              f"{', '.join(figures)}" if figures else ""))
+    return lines
 
 
 def _files(m: Manifest) -> tuple[list[str], bool]:

@@ -16,6 +16,7 @@ from .manifest_schema import (
     MAX_MANIFEST_BYTES,
     REQUIRED,
     ManifestSchema,
+    OpenVINOModel,
     TensorSpec,  # noqa: F401  (re-exported: runners and export use it from here)
     build,
     check_relative,
@@ -64,6 +65,7 @@ class GraphSpec:
     inputs: tuple[TensorSpec, ...]
     outputs: tuple[TensorSpec, ...]
     external: tuple[str, ...] = ()  # ONNX external-data files the graph reads, folder-relative
+    openvino: OpenVINOModel | None = None  # int8: the OpenVINO model the openvino backend runs instead
 
 
 class Manifest:
@@ -122,7 +124,7 @@ class Manifest:
         if entry is None:
             raise MSPNError(f"{self.folder}: no {variant} {kind} graph in this folder (exported variants: "
                             f"{', '.join(self.variants) or 'none'}); re-export with --variants {variant}")
-        return GraphSpec(kind, variant, entry.file, entry.inputs, entry.outputs, entry.external)
+        return GraphSpec(kind, variant, entry.file, entry.inputs, entry.outputs, entry.external, entry.openvino)
 
     def path_inside(self, name: str, what: str = "file") -> Path:
         """``folder / name`` after checking that it stays inside the folder once links are followed;
@@ -173,6 +175,12 @@ class Manifest:
             raise MSPNError(f"{self.folder}: {graph.file} reads external data {', '.join(unlisted)} that "
                             f"manifest.json does not list for it; refusing an unverifiable file")
         return path
+
+    def verified_openvino(self, graph: GraphSpec) -> Path:
+        """The .xml of a graph's OpenVINO model (``graph.openvino``) after checking it and the .bin
+        OpenVINO reads beside it: each listed in ``files``, inside the folder, matching its SHA-256."""
+        self.verified_path(graph.openvino.weights)
+        return self.verified_path(graph.openvino.file)
 
     def engine_for(self, kind: str, variant: str) -> tuple[str, dict]:
         """The TensorRT engine file built from a graph variant, and its record."""

@@ -64,13 +64,33 @@ class TensorSpec:
 
 
 @dataclass(frozen=True)
+class OpenVINOModel:
+    """graphs.<kind>.int8.openvino: the OpenVINO IR that OpenVINO runs instead of the ONNX int8
+    graph (NNCF's quantization of the same graph; export/openvino_int8.py). OpenVINO reads the
+    weights from the .bin beside the .xml, so ``weights`` must be exactly that file."""
+
+    file: str = relpath()
+    weights: str = relpath()
+    method: Literal["nncf"] = "nncf"
+
+    def check(self, where: str) -> None:
+        if not self.file.endswith(".xml"):
+            raise MSPNError(f"{where}.file: {self.file[:80]!r} is not an OpenVINO .xml model")
+        if self.weights != self.file[:-len(".xml")] + ".bin":
+            raise MSPNError(f"{where}.weights: {self.weights[:80]!r} is not the .bin beside {self.file[:80]!r} "
+                            f"(OpenVINO reads that one)")
+
+
+@dataclass(frozen=True)
 class GraphEntry:
-    """graphs.<kind>.<variant>. external: weight files the graph reads (ONNX external data)."""
+    """graphs.<kind>.<variant>. external: weight files the graph reads (ONNX external data);
+    openvino: int8 only, the OpenVINO model the openvino backend runs instead (when present)."""
 
     file: str = relpath()
     inputs: tuple[TensorSpec, ...] = ()
     outputs: tuple[TensorSpec, ...] = ()
     external: tuple[str, ...] = relpath(default=())
+    openvino: OpenVINOModel | None = None
 
 
 @dataclass(frozen=True)
@@ -121,16 +141,27 @@ class ManifestSchema:
         used: dict[str, str] = {}
         for kind, variants in self.graphs.items():
             for variant, entry in variants.items():
-                here = f"graphs.{kind}.{variant}.file"
-                if entry.file in used:  # one file cannot be two graphs (an int8 file served as fp32)
-                    raise MSPNError(f"{here}: {entry.file} is also {used[entry.file]}")
-                used[entry.file] = here
-                # export names variant files rollout.int8.onnx, ...: a tag naming another variant
-                # means the entry points at the wrong graph
-                tags = {part for part in PurePosixPath(entry.file).name.split(".") if part in VARIANT_TAGS}
-                if tags - {variant}:
-                    raise MSPNError(f"{here}: {entry.file} is named as a {', '.join(sorted(tags))} graph, "
-                                    f"not {variant}")
+                files = {f"graphs.{kind}.{variant}.file": entry.file}
+                if entry.openvino is not None:
+                    if variant != "int8":
+                        raise MSPNError(f"graphs.{kind}.{variant}.openvino: only the int8 variant has an "
+                                        f"OpenVINO model")
+                    files.update({f"graphs.{kind}.{variant}.openvino.file": entry.openvino.file,
+                                  f"graphs.{kind}.{variant}.openvino.weights": entry.openvino.weights})
+                for here, name in files.items():
+                    _check_graph_file(here, name, variant, used)
+
+
+def _check_graph_file(here: str, name: str, variant: str, used: dict[str, str]) -> None:
+    """A file a graph entry names: used by no other entry (one file cannot be two graphs: an int8
+    file served as fp32), and not named as another variant's (export names variant files
+    rollout.int8.onnx, ...: a tag naming another variant means the entry points at the wrong graph)."""
+    if name in used:
+        raise MSPNError(f"{here}: {name} is also {used[name]}")
+    used[name] = here
+    tags = {part for part in PurePosixPath(name).name.split(".") if part in VARIANT_TAGS}
+    if tags - {variant}:
+        raise MSPNError(f"{here}: {name} is named as a {', '.join(sorted(tags))} graph, not {variant}")
 
 
 REQUIRED = tuple(f.name for f in dataclasses.fields(ManifestSchema)

@@ -2,7 +2,9 @@
 
 Precision is pinned: on CPUs with bf16 units OpenVINO silently runs f32 graphs in bf16, which
 changes results, so INFERENCE_PRECISION_HINT is always set (f32 unless precision='bf16') and read
-back after compiling. The int8 QDQ graph runs here as exported (OpenVINO fuses the Q/DQ pairs).
+back after compiling. The int8 variant runs the folder's OpenVINO model when it has one
+(``graphs.<kind>.int8.openvino``: NNCF's quantization, written by `mspn export --openvino-int8`),
+else the ONNX QDQ graph as exported (OpenVINO fuses the Q/DQ pairs); option ``int8`` picks one.
 Threads: one InferRequest per thread, so one compiled model serves several threads at once.
 Loads: compiled once per graph and machine into OpenVINO's model cache (``CACHE_DIR``, a folder
 from mspn.runtime.cache keyed by the graph's SHA-256), then imported from there by later loads.
@@ -26,7 +28,9 @@ DEFAULTS = {
     "threads": 0,               # 0: OpenVINO's default
     "hint": "LATENCY",          # PERFORMANCE_HINT: LATENCY | THROUGHPUT
     "cache": True,              # compile once per graph and machine (mspn.runtime.cache)
+    "int8": "auto",             # int8 variant: auto (the OpenVINO model when present) | nncf | qdq
 }
+INT8_METHODS = ("auto", "nncf", "qdq")
 PRECISIONS = {"f32": "f32", "fp32": "f32", "bf16": "bf16"}
 
 
@@ -39,6 +43,9 @@ class OpenVINORunner(Runner):
         self.options = split_options(options, DEFAULTS, self.backend)
         if self.options["precision"] not in PRECISIONS:
             raise MSPNError(f"unknown openvino precision {self.options['precision']!r}; choose f32 or bf16")
+        # which int8 runs: "nncf" (the folder's OpenVINO model) or "qdq" (the ONNX graph); None: not int8
+        ir = graph.openvino is not None and graph.file == graph.openvino.file
+        self.int8_method = None if graph.variant != "int8" else "nncf" if ir else "qdq"
         self.compiled = None
         self.loaded_from_cache = False
         self._requests = threading.local()
@@ -113,14 +120,16 @@ def compile_model(path: str | Path, device: str = "CPU", precision: str = "f32",
     if cache_dir is not None:
         config["CACHE_DIR"] = str(cache_dir)
     core = ov.Core()
+    is_file = isinstance(path, (str, Path))  # else an openvino.Model (the exporter's checks)
+    name = Path(path).name if is_file else "the model"
     try:
-        compiled = core.compile_model(str(path), device, config)
+        compiled = core.compile_model(str(path) if is_file else path, device, config)
     except RuntimeError as exc:
-        raise MSPNError(f"{path}: openvino cannot compile it for {device}: "
+        raise MSPNError(f"{path if is_file else name}: openvino cannot compile it for {device}: "
                         f"{str(exc).strip().splitlines()[0][:300]}") from None
     actual = compiled.get_property("INFERENCE_PRECISION_HINT")
     if actual != getattr(ov.Type, wanted):
-        raise MSPNError(f"openvino compiled {Path(path).name} with inference precision {actual} where "
+        raise MSPNError(f"openvino compiled {name} with inference precision {actual} where "
                         f"{wanted} was asked for (this device does not support it?)")
     return compiled
 
@@ -134,5 +143,21 @@ def loaded_from_cache(compiled) -> bool:
 
 
 def build_runner(manifest: Manifest, kind: str, variant: str, **options) -> OpenVINORunner:
+    """The runner of a graph; for the int8 variant, of the folder's OpenVINO model (NNCF) when it has
+    one and ``int8`` is auto or nncf, else of the ONNX QDQ graph. The OpenVINO model is served
+    under its own file names (so the load cache is keyed by its SHA-256) and checked against the
+    manifest's I/O of the graph like any graph."""
+    import dataclasses
+
     graph = manifest.graph(kind, variant)
+    method = options.get("int8", DEFAULTS["int8"])
+    if method not in INT8_METHODS:
+        raise MSPNError(f"unknown openvino int8 option {method!r}; choose from {', '.join(INT8_METHODS)}")
+    if variant == "int8" and method == "nncf" and graph.openvino is None:
+        raise MSPNError(f"{manifest.folder}: no NNCF OpenVINO int8 model of the {kind} graph in this folder; "
+                        f"re-export with --openvino-int8 nncf, or load with int8='qdq'")
+    if variant == "int8" and method != "qdq" and graph.openvino is not None:
+        path = manifest.verified_openvino(graph)
+        served = dataclasses.replace(graph, file=graph.openvino.file, external=(graph.openvino.weights,))
+        return OpenVINORunner(manifest, served, path, **options)
     return OpenVINORunner(manifest, graph, manifest.verified_graph(graph), **options)

@@ -20,7 +20,7 @@ IMPORT_NAMES = {"numpy": "numpy", "torch": "torch", "torchvision": "torchvision"
                 "opencv-python-headless": "cv2", "imageio": "imageio", "onnx": "onnx", "onnxscript": "onnxscript",
                 "onnxconverter-common": "onnxconverter_common", "onnxruntime": "onnxruntime",
                 "onnxruntime-gpu": "onnxruntime", "openvino": "openvino", "tensorrt": "tensorrt",
-                "cuda-python": "cuda"}
+                "cuda-python": "cuda", "nncf": "nncf"}
 # Where installs are documented or scripted.
 INSTALL_DOCS = ("README.md", "docs/runtime.md", "benchmarks/README.md", "benchmarks/gpu_check.sh", ".ci/setup-env.sh")
 

@@ -12,6 +12,12 @@ def _f(value, fmt: str = "{:.1f}", missing: str = "-") -> str:
     return missing if value is None else fmt.format(value)
 
 
+def variant_label(entry: dict) -> str:
+    """"int8 (nncf)" / "int8 (qdq)" for OpenVINO's int8 (which model it ran), else the variant."""
+    method = entry.get("int8_method")
+    return f"{entry['variant']} ({method})" if method else entry["variant"]
+
+
 def markdown_table(report: dict) -> str:
     """One row per backend x variant, then one line per skipped or failed combination."""
     model = report["model"]
@@ -39,7 +45,7 @@ def markdown_table(report: dict) -> str:
         eff = e.get("efficiency", {})
         frac = eff.get("fraction_of_ceiling")
         lines.append(
-            f"| {e['backend']} | {e['variant']} | {_f(r['p50'])} | {_f(r['p90'])} | {_f(r['p99'])} "
+            f"| {e['backend']} | {variant_label(e)} | {_f(r['p50'])} | {_f(r['p90'])} | {_f(r['p99'])} "
             f"| {r['n']} | {_f(e['throughput_fps'])} | {_f(ratio, '{:.2f}x')} | {_f(e['cold_start_s'], '{:.2f}')} "
             f"| {_f(e['peak_rss_mb'], '{:.0f}')} | {_f(s['push']['p50'], '{:.2f}')} "
             f"| {_f(s['closed_step']['p50'], '{:.2f}')} | {_f(100 * s['overhead_vs_rollout'], '{:+.1f}%')} "

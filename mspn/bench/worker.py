@@ -65,6 +65,8 @@ def measure(spec: dict) -> tuple[dict, dict]:
     result: dict = {"backend": backend, "variant": variant, "threads": threads,
                     "rss_before_import_mb": _peak_rss_mb()}
     predictor, first = _cold_start(spec, latency_input, result)
+    # OpenVINO's int8: the folder's NNCF model or the ONNX QDQ graph (runtime/openvino_backend.py)
+    result["int8_method"] = getattr(predictor.rollout_runner, "int8_method", None)
     for _ in range(int(spec["warmup"])):
         predictor.predict(latency_input)
     # The ceiling is measured before and after the model and the faster kept: the machine's speed

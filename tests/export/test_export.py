@@ -63,7 +63,8 @@ def ts_folder(workdir, ckpt, dataset) -> Path:
         mp.setattr(onnx_export, "export_proto", dynamo_breaks)
         export_model(ExportOptions(ckpt=str(ckpt), out=str(out), context=CONTEXT, horizon=HORIZON,
                                    variants=("fp32", "fp16", "int8"), data=str(dataset),
-                                   calib=str(dataset), calib_clips=2, verify_clips=2, progress=False))
+                                   calib=str(dataset), calib_clips=2, verify_clips=2, openvino_int8="qdq",
+                                   progress=False))
     return out
 
 
@@ -146,6 +147,11 @@ def test_manifest_hashes_and_contract(ts_folder):
     assert set(manifest["files"]) == on_disk == {
         "rollout.onnx", "step.onnx", "initial_state.npz", "rollout.fp16.onnx", "step.fp16.onnx",
         "rollout.int8.onnx", "step.int8.onnx", "weights.bin", "weights.fp16.bin", "weights.int8.bin"}
+    # --openvino-int8 qdq: no OpenVINO model written; OpenVINO runs the QDQ graph
+    openvino = manifest["verification"]["variants"]["int8"]["openvino"]
+    assert openvino["method"] == "qdq" and "nncf" not in openvino
+    assert openvino["reason"].startswith("--openvino-int8 qdq")
+    assert not any("openvino" in manifest["graphs"][g]["int8"] for g in ("step", "rollout"))
     for name, digest in manifest["files"].items():
         assert hashlib.sha256((ts_folder / name).read_bytes()).hexdigest() == digest
     assert manifest["format"] == "mspn-model" and manifest["format_version"] == 1
