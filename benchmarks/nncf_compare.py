@@ -5,6 +5,11 @@ on held-out clips; accuracy is the accuracy budget's figure (min per-step PSNR v
 SSIM vs ground truth), speed the median of alternating step-loop rollouts.
 
     python benchmarks/nncf_compare.py MODEL_FOLDER DATASET [--clips 16] [--calib-clips 8]
+    python benchmarks/nncf_compare.py MODEL_FOLDER DATASET --shipped [--clips 16] [--runs 15]
+
+--shipped: what the model folder ships, through Predictor on OpenVINO (1 thread): the int8
+variant's NNCF model (openvino/*.int8.xml, `mspn export --openvino-int8`) against the ONNX QDQ
+graph (int8="qdq"), both graphs (rollout graph and step loop), alternating timed runs.
 
 NNCF: nncf.quantize on the OpenVINO model (calibrated on the val split's step-loop feeds), and
 nncf.quantize_with_accuracy_control (validation = min per-step PSNR vs fp32,
@@ -53,13 +58,69 @@ def _timed(step, init, context, horizon, names, runs=7):
     return float(np.median(times) * 1e3)
 
 
+def _stream(predictor, context: np.ndarray, horizon: int) -> np.ndarray:
+    """The step graph looped closed through StreamSession: (N, T_ctx, ...) -> (N, horizon, ...)."""
+    parts = []
+    for start in range(0, len(context), predictor.max_batch):
+        with predictor.stream() as session:
+            for t in range(context.shape[1]):
+                session.push(context[start:start + predictor.max_batch, t])
+            parts.append(session.rollout(horizon))
+    return np.concatenate(parts)
+
+
+def shipped(args) -> None:
+    """The folder's OpenVINO int8 (NNCF) vs its QDQ graph, through Predictor as users run them."""
+    from mspn.runtime import Predictor
+
+    manifest = json.load(open(f"{args.model}/manifest.json"))
+    ctx, horizon = manifest["context"], manifest["horizon"]
+    clips = _clips(args.data, "test", args.clips, ctx + horizon)
+    context, truth = clips[:, :ctx], clips[:, ctx:]
+    options = {"fp32": {"variant": "fp32"}, "int8 QDQ graph (int8='qdq')": {"variant": "int8", "int8": "qdq"},
+               "int8 NNCF model (shipped)": {"variant": "int8", "int8": "nncf"}}
+    predictors = {name: Predictor.load(args.model, backend="openvino", threads=1, **o) for name, o in options.items()}
+    runs = {"rollout graph": lambda p, x: np.concatenate([p.predict(x[i:i + p.max_batch])
+                                                         for i in range(0, len(x), p.max_batch)]),
+            "step loop": lambda p, x: _stream(p, x, horizon)}
+    held = {g: HeldOut(context, run(predictors["fp32"], context), truth, {}) for g, run in runs.items()}
+    times = {(name, g): [] for name in predictors for g in runs}
+    for rep in range(args.runs + 2):  # alternating: every model timed at the same machine speed
+        for name, predictor in predictors.items():
+            for g, run in runs.items():
+                start = time.perf_counter()
+                run(predictor, context[:1])
+                if rep >= 2:  # the first two load (compile) the graph and warm up
+                    times[name, g].append(time.perf_counter() - start)
+    print(f"| OpenVINO, {ctx} -> {horizon}, {len(context)} held-out clips, batch 1, 1 thread | graph "
+          f"| min PSNR vs fp32 dB | worst SSIM delta | meets budget | ms / rollout (median of {args.runs}) |")
+    print("|---|---|---|---|---|---|")
+    for name, predictor in predictors.items():
+        for g, run in runs.items():
+            fig = figures(run(predictor, context), held[g], Budget())
+            psnr = "-" if name == "fp32" else f"{fig['min_psnr']:.1f}"
+            ssim = "-" if name == "fp32" else f"{fig['worst_ssim_delta']:+.4f}"
+            meets = "-" if name == "fp32" else ("yes" if fig["meets"] else "no")
+            print(f"| {name} | {g} | {psnr} | {ssim} | {meets} | {np.median(times[name, g]) * 1e3:.1f} |")
+        predictor.close()
+    nncf = manifest["verification"]["variants"]["int8"].get("openvino", {}).get("nncf", {})
+    print(f"float32 blocks of the NNCF model: {', '.join(nncf.get('float_blocks', [])) or '-'} "
+          f"(beyond the ONNX plan: {', '.join(nncf.get('float_blocks_beyond_plan', [])) or 'none'}); "
+          f"NNCF at export: {nncf.get('seconds', '?')} s")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("model")
     ap.add_argument("data")
     ap.add_argument("--clips", type=int, default=16)
     ap.add_argument("--calib-clips", type=int, default=8)
+    ap.add_argument("--shipped", action="store_true", help="the folder's NNCF model vs its QDQ graph")
+    ap.add_argument("--runs", type=int, default=15, help="--shipped: timed runs per model and graph")
     args = ap.parse_args()
+    if args.shipped:
+        shipped(args)
+        return
     import nncf
     import openvino as ov
 

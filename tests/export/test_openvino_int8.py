@@ -53,7 +53,7 @@ def test_nncf_quantizes_only_what_the_onnx_plan_quantizes(trained_tiny):
     folder = trained_tiny["model"]
     record = _manifest(folder)["verification"]["variants"]["int8"]["openvino"]["nncf"]
     graph = onnx.load(str(folder / "step.onnx"), load_external_data=False)
-    names = {n.name for n in graph.node}
+    names = {n.name for n in graph.graph.node}
     allowed = openvino_int8.quantized_nodes(graph, record["float_blocks"])
     model = ov.Core().read_model(str(folder / "openvino" / "step.int8.xml"))
     consumers = []
@@ -75,7 +75,7 @@ def test_ignored_ops_leave_out_exactly_the_quantized_nodes(trained_tiny):
 
     path = trained_tiny["model"] / "step.onnx"
     graph = onnx.load(str(path))
-    names = {n.name for n in graph.node}
+    names = {n.name for n in graph.graph.node}
     quantized = openvino_int8.quantized_nodes(graph, ())
     model = ov.convert_model(str(path))
     ignored = set(openvino_int8.ignored_ops(model, names, quantized))

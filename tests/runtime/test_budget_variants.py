@@ -43,3 +43,25 @@ def test_variant_meets_the_budget_through_predictor(trained_tiny, heldout, backe
     ssim_delta = per_step_ssim(pred, truth) - per_step_ssim(fp32, truth)
     assert ssim_delta.min() >= -DEFAULT_SSIM_DROP, f"{backend}/{variant} SSIM vs fp32 {ssim_delta}"
     assert np.abs(pred - fp32).max() > 0  # a reduced-precision graph really ran
+
+
+def test_openvino_int8_step_loop_meets_the_budget_through_stream_sessions(trained_tiny, heldout):
+    """The NNCF step model, looped closed through StreamSession, against the fp32 step loop."""
+    pytest.importorskip("openvino")
+    context, truth = heldout
+    out = {}
+    for variant in ("fp32", "int8"):
+        with Predictor.load(trained_tiny["model"], backend="openvino", variant=variant) as predictor:
+            assert predictor.step_runner.int8_method == (None if variant == "fp32" else "nncf")
+            parts = []
+            for start in range(0, len(context), 8):
+                with predictor.stream() as session:
+                    for t in range(context.shape[1]):
+                        session.push(context[start:start + 8, t])
+                    parts.append(session.rollout(5))
+            out[variant] = np.concatenate(parts)
+    mse = ((out["int8"].astype(np.float64) - out["fp32"]) ** 2).mean(axis=(0, 2, 3, 4))
+    psnr = [psnr_from_mse(m) for m in mse]
+    assert min(psnr) >= DEFAULT_PSNR_DB, f"openvino/int8 step loop per-step PSNR vs fp32 {psnr}"
+    ssim_delta = per_step_ssim(out["int8"], truth) - per_step_ssim(out["fp32"], truth)
+    assert ssim_delta.min() >= -DEFAULT_SSIM_DROP, f"openvino/int8 step loop SSIM vs fp32 {ssim_delta}"

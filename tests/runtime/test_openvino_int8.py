@@ -2,14 +2,14 @@
 runner serves it instead of the QDQ graph, it is verified like every graph file (hash, path
 confinement, I/O contract), its load cache is its own, and `mspn inspect` names it.
 Folder: the session fixture trained_tiny (tests/conftest.py); tests that alter files copy it.
-The accuracy of the model through Predictor: tests/runtime/test_budget_variants.py."""
+The accuracy of the model through Predictor (rollout graph and step loop):
+tests/runtime/test_budget_variants.py."""
 from __future__ import annotations
 
 import json
 import shutil
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from mspn.errors import MSPNError
@@ -47,24 +47,6 @@ def test_the_openvino_runner_serves_the_nncf_model_for_int8(trained_tiny):
         # the load cache is keyed by the file served: the NNCF model never gets the QDQ graph's blob
         assert graph_cache_dir(manifest, runner.graph, "openvino", "v") != graph_cache_dir(manifest, qdq.graph,
                                                                                             "openvino", "v")
-
-
-def test_the_nncf_step_graph_streams_what_its_rollout_predicts_within_the_budget(trained_tiny):
-    """The step model, looped closed through StreamSession, against the fp32 step loop."""
-    from mspn.export.budget import DEFAULT_PSNR_DB
-    from mspn.runtime.parity import psnr_from_mse
-
-    frames = np.random.default_rng(1).random((2, 5, 1, 32, 32), dtype=np.float32)
-    out = {}
-    for variant in ("fp32", "int8"):
-        with Predictor.load(trained_tiny["model"], backend="openvino", variant=variant) as predictor, \
-                predictor.stream() as session:
-            assert predictor.step_runner.int8_method == (None if variant == "fp32" else "nncf")
-            for t in range(5):
-                session.push(frames[:, t])
-            out[variant] = session.rollout(5)
-    mse = ((out["int8"].astype(np.float64) - out["fp32"]) ** 2).mean(axis=(0, 2, 3, 4))
-    assert min(psnr_from_mse(m) for m in mse) >= DEFAULT_PSNR_DB - 10  # random frames: off the data
 
 
 def test_a_tampered_openvino_weights_file_is_refused_by_name(folder):
