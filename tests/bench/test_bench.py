@@ -249,3 +249,13 @@ def test_recommend_picks_the_fastest_within_budget():
     assert any("openvino/int8: SSIM -0.0100" in r for r in rec["outside_budget"])
     none = recommend(entries[:3], reference, budget)
     assert none["status"] == "none" and "no measured" in none["reason"]
+
+
+def test_openvino_int8_rows_name_the_model_they_ran():
+    """The worker records the openvino runner's int8_method (nncf: the folder's OpenVINO model,
+    qdq: the ONNX graph); the table's variant cell shows it."""
+    from mspn.bench.report import variant_label
+
+    assert variant_label({"variant": "int8", "int8_method": "nncf"}) == "int8 (nncf)"
+    assert variant_label({"variant": "int8", "int8_method": "qdq"}) == "int8 (qdq)"
+    assert variant_label({"variant": "fp32", "int8_method": None}) == "fp32"
