@@ -512,7 +512,7 @@ def _nncf_models(run: _Run, plan: dict) -> tuple[dict, dict | None]:
                        [b for b in plan["blocks"] if b not in base], run.stage)
     extra = list(found["float_blocks"])
     record.update(float_blocks=base + extra, float_blocks_beyond_plan=extra, tries=found["tries"],
-                  sensitivity=found["sensitivity"])
+                  plan_scope=found["calibration_methods"]["nncf"], sensitivity=found["sensitivity"])
     record["budget"]["step"] = found["figures"]
     models = {}
     if found["ok"]:
