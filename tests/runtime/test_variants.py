@@ -49,3 +49,25 @@ def test_variant_predicts_close_to_fp32(variant_folder, micro_clips, backend, va
     assert not np.array_equal(future, reference)  # the variant's own arithmetic ran, not fp32's
     # int8: the step graph and the rollout's pieces are calibrated apart (each on its own feeds)
     np.testing.assert_allclose(streamed, future, atol=5e-2 if variant == "int8" else 1e-3)
+
+
+def test_openvino_runs_the_nncf_model_only_when_the_export_wrote_one(variant_folder):
+    """--openvino-int8 auto tried NNCF (installed here). On this random-weight micro model NNCF's
+    model misses the budget run by OpenVINO (synthetic clips), so nothing is written and OpenVINO
+    runs the QDQ graph; either way the folder, the record and the runner agree."""
+    import json
+
+    pytest.importorskip("openvino")
+    pytest.importorskip("nncf")
+    manifest = json.loads((variant_folder / "manifest.json").read_text())
+    record = manifest["verification"]["variants"]["int8"]["openvino"]
+    assert record["requested"] == "nncf" and record["nncf"]["tries"] >= 1
+    assert (variant_folder / "openvino").exists() == (record["method"] == "nncf")
+    if record["method"] == "qdq":
+        missed = [g for g, r in record["nncf"]["budget"].items() if not r["meets"]]
+        assert missed and record["reason"].startswith("NNCF's int8 misses the accuracy budget run by OpenVINO: ")
+        assert all(f"{g} " in record["reason"] for g in missed)
+        assert not any(name.startswith("openvino/") for name in manifest["files"])
+        assert not any("openvino" in manifest["graphs"][g]["int8"] for g in ("step", "rollout"))
+    with Predictor.load(variant_folder, backend="openvino", variant="int8", threads=1) as predictor:
+        assert predictor.rollout_runner.int8_method == predictor.step_runner.int8_method == record["method"]
