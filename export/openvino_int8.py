@@ -26,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import tempfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -245,3 +246,39 @@ def search(keep_float, evaluate, blocks: list[str], log) -> dict:
     from mspn.export.budget import search_int8_plan
 
     return search_int8_plan(lambda _method, extra: keep_float(extra), evaluate, blocks, ("nncf",), log)
+
+
+# export/unroll.py names the nodes of each step copy "t<k>/<step node>" (open loop) or "h<k>/..." (closed)
+COPY_PREFIX = re.compile(r"^[th]\d+/")
+
+
+def rollout_from_step(step_model, rollout_model) -> dict:
+    """Quantize ``rollout_model`` (OpenVINO, fp32, unrolled from the fp32 step graph: its ops are
+    named "t<k>/<step op>", "h<k>/<step op>") in place with the quantized step model's FakeQuantize ops: each one
+    is copied before the same input of every copy of its consumer. The rollout then shares every
+    calibrated range with the step model and computes what the step loop computes (as the QDQ
+    rollout, unrolled from the int8 step graph, does). Returns {"fake_quantize_inserted",
+    "step_edges", "step_edges_unmatched"} (edges whose consumer no copy has, e.g. folded away)."""
+    import openvino.opset13 as ops
+
+    edges = {}
+    for fq in step_model.get_ordered_ops():
+        if fq.get_type_name() == "FakeQuantize":
+            for target in fq.output(0).get_target_inputs():
+                edges[target.get_node().get_friendly_name(), target.get_index()] = fq
+    matched, inserted = set(), 0
+    for op in rollout_model.get_ordered_ops():
+        name = COPY_PREFIX.sub("", op.get_friendly_name())
+        for port in range(op.get_input_size()):
+            fq = edges.get((name, port))
+            if fq is None:
+                continue
+            ranges = [ops.constant(fq.input_value(i).get_node().get_data()) for i in range(1, 5)]
+            copy = ops.fake_quantize(op.input_value(port), *ranges, fq.get_attributes()["levels"],
+                                     fq.get_attributes()["auto_broadcast"])
+            op.input(port).replace_source_output(copy.output(0))
+            matched.add((name, port))
+            inserted += 1
+    rollout_model.validate_nodes_and_infer_types()
+    return {"fake_quantize_inserted": inserted, "step_edges": len(edges),
+            "step_edges_unmatched": len(set(edges) - matched)}

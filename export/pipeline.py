@@ -490,24 +490,21 @@ def _openvino_int8(run: _Run, record: dict, graphs: dict) -> None:
 
 
 def _nncf_models(run: _Run, plan: dict) -> tuple[dict, dict | None]:
-    """NNCF int8 of both graphs, the ONNX plan's float32 blocks in NNCF's ignored scope; more blocks
-    kept float32 only if the budget needs them (openvino_int8.search on the step graph, blocks put
-    back to float by openvino_int8.keep_float: no new quantization per try), the same ones in both.
+    """NNCF int8 of the step graph, the ONNX plan's float32 blocks in NNCF's ignored scope; more
+    blocks kept float32 only if the budget needs them (openvino_int8.search; blocks put back to
+    float by openvino_int8.keep_float: no new quantization per try). The rollout is the fp32 step
+    graph unrolled with the step model's FakeQuantize ops in every copy (openvino_int8.
+    rollout_from_step), so it computes what the step loop computes, like the QDQ rollout.
     Returns (record, {graph: (xml, bin) written under openvino/}) or (record with "reason", None)."""
     from mspn.export import budget
     from mspn.export import openvino_int8 as ovi
 
     base = list(plan["float_blocks"])
     record: dict = {"settings": {}, "budget": {}}
-
-    def quantize(graph: str):
-        model, block_of, record["settings"][graph] = ovi.nncf_int8(
-            run.work / run.spec.graph_file(graph, "fp32"), run.int8_feeds[graph], base)
-        return model, block_of
-
     run.stage("openvino int8 (nncf) step")
-    quantized = {"step": quantize("step")}
-    found = ovi.search(lambda extra: ovi.keep_float(*quantized["step"], extra),
+    step, block_of, record["settings"]["step"] = ovi.nncf_int8(
+        run.work / run.spec.graph_file("step", "fp32"), run.int8_feeds["step"], base)
+    found = ovi.search(lambda extra: ovi.keep_float(step, block_of, extra),
                        lambda model: _openvino_figures(model, "step", run),
                        [b for b in plan["blocks"] if b not in base], run.stage)
     extra = list(found["float_blocks"])
@@ -517,18 +514,37 @@ def _nncf_models(run: _Run, plan: dict) -> tuple[dict, dict | None]:
     models = {}
     if found["ok"]:
         run.stage("openvino int8 (nncf) rollout")
-        quantized["rollout"] = quantize("rollout")
-        for graph, (model, block_of) in quantized.items():  # what is measured is what is written
-            models[graph] = ovi.keep_float(model, block_of, extra)
-            ovi.compress_weights(models[graph])
-            record["settings"][graph]["fake_quantize_ops"] = ovi.fake_quantize_count(models[graph])
-            record["budget"][graph] = _openvino_figures(models[graph], graph, run)
+        models = {"step": ovi.keep_float(step, block_of, extra), "rollout": _fp32_rollout_from_step(run)}
+        record["settings"]["rollout"] = dict(ovi.rollout_from_step(*models.values()),
+                                             build="the fp32 step graph unrolled, the step model's "
+                                                   "FakeQuantize ops in every copy (its ranges shared)")
+        for graph, model in models.items():  # what is measured is what is written
+            ovi.compress_weights(model)
+            record["settings"][graph]["fake_quantize_ops"] = ovi.fake_quantize_count(model)
+            record["budget"][graph] = _openvino_figures(model, graph, run)
     missed = [f"{g} {budget.describe(r)}" for g, r in record["budget"].items() if not r["meets"]]
     if missed:
         record["reason"] = (f"NNCF's int8 misses the accuracy budget run by OpenVINO: {'; '.join(missed)} "
                             f"(float32 blocks {', '.join(base + extra) or 'none'})")
         return record, None
     return record, {graph: ovi.save_ir(model, run.work, graph) for graph, model in models.items()}
+
+
+def _fp32_rollout_from_step(run: _Run):
+    """The fp32 rollout as an openvino.Model, unrolled from the fp32 step graph (its ops named
+    "t<k>/<step op>", "h<k>/<step op>"; unroll.pieces_from_step), whatever --rollout built rollout.onnx."""
+    import tempfile
+
+    import onnx
+    import openvino as ov
+
+    from mspn.export.unroll import pieces_from_step
+
+    step = onnx.load(str(run.work / run.spec.graph_file("step", "fp32")))
+    with tempfile.TemporaryDirectory(dir=run.work, prefix=".nncf-rollout-") as tmp:
+        path = Path(tmp) / "rollout.onnx"  # weights embedded: the converted model keeps no reference to it
+        _save_unrolled(*pieces_from_step(step, run.spec.state_names()), run.init, run.spec, path)
+        return ov.convert_model(str(path))
 
 
 def _budget_check(run: _Run, variant: str) -> dict:
