@@ -11,7 +11,9 @@ the float32 blocks the budget search chose) goes into NNCF's ``ignored_scope``. 
 int8 variant's own feeds. When that misses the budget on OpenVINO, more blocks are put back to
 float32 (``search``, the ONNX plan's greedy search; each try bypasses FakeQuantize ops with
 ``keep_float``: an evaluation, not a new quantization). Seconds to a minute or two, not accuracy
-control's minutes.
+control's minutes. The rollout model is the fp32 step graph unrolled with the step model's
+FakeQuantize ops copied into every step copy (``rollout_from_step``): like the QDQ rollout, it
+shares the step model's ranges and computes what the step loop computes.
 
 How OpenVINO ops are traced to ONNX nodes: OpenVINO's ONNX frontend gives each op the friendly
 name of the node it came from, suffixed with ``/...`` for the extra ops of a decomposition (a

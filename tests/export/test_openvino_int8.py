@@ -43,6 +43,10 @@ def test_the_int8_variant_ships_an_nncf_openvino_model_within_the_budget(trained
     # more float32 blocks than the ONNX plan's only when the plan's scope missed the budget
     assert record["nncf"]["plan_scope"]["meets"] == (not record["nncf"]["float_blocks_beyond_plan"])
     assert record["nncf"]["settings"]["step"]["fake_quantize_ops"] > 0
+    # the rollout: every FakeQuantize edge of the step model copied into each of its T_ctx + T_pred - 1 steps
+    rollout = record["nncf"]["settings"]["rollout"]
+    assert rollout["step_edges_unmatched"] == 0 and rollout["step_edges"] > 0
+    assert rollout["fake_quantize_inserted"] == rollout["step_edges"] * (manifest["context"] + manifest["horizon"] - 1)
 
 
 def test_nncf_quantizes_only_what_the_onnx_plan_quantizes(trained_tiny):

@@ -10,6 +10,7 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from mspn.errors import MSPNError
@@ -47,6 +48,19 @@ def test_the_openvino_runner_serves_the_nncf_model_for_int8(trained_tiny):
         # the load cache is keyed by the file served: the NNCF model never gets the QDQ graph's blob
         assert graph_cache_dir(manifest, runner.graph, "openvino", "v") != graph_cache_dir(manifest, qdq.graph,
                                                                                             "openvino", "v")
+
+
+def test_the_nncf_rollout_computes_what_its_step_loop_computes(trained_tiny):
+    """The rollout model shares the step model's ranges (export/openvino_int8.rollout_from_step)."""
+    frames = np.random.default_rng(2).random((2, 5, 1, 32, 32), dtype=np.float32)
+    with Predictor.load(trained_tiny["model"], backend="openvino", variant="int8", threads=1) as predictor:
+        future = predictor.predict(frames)
+        with predictor.stream() as session:
+            for t in range(5):
+                session.push(frames[:, t])
+            streamed = session.rollout(5)
+    assert predictor.rollout_runner.int8_method == predictor.step_runner.int8_method == "nncf"
+    np.testing.assert_allclose(streamed, future, atol=1e-4)
 
 
 def test_a_tampered_openvino_weights_file_is_refused_by_name(folder):
