@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -143,3 +144,46 @@ def test_the_cli_says_it_in_one_line(monkeypatch, tmp_path, capsys):
     assert status != 0
     assert err == ["mspn export: error: --openvino-int8 nncf needs the 'export' extra (nncf is not installed): "
                    "pip install 'mspn[export]'"]
+
+
+def test_an_nncf_model_that_misses_the_budget_is_not_written(trained_tiny, tmp_path):
+    """The miss path, run for real on the trained tiny step graph with a budget nothing meets
+    (200 dB): no openvino/ files, no override in the graph entries, the reason recorded."""
+    import shutil
+
+    from mspn.export import verify
+    from mspn.export.budget import Budget, HeldOut
+    from mspn.export.pipeline import _openvino_int8, _Run
+    from mspn.export.spec import ExportSpec
+
+    work = Path(shutil.copytree(trained_tiny["model"], tmp_path / "work", ignore=shutil.ignore_patterns(".cache")))
+    manifest = _manifest(work)
+    spec = ExportSpec.from_manifest(manifest)
+    init = dict(np.load(work / "initial_state.npz"))
+    context = np.random.default_rng(0).random((2, spec.context, 1, 32, 32), dtype=np.float32)
+    step = openvino_int8.compiled_runs(work / "step.onnx")[0]
+    reference = verify.run_step_loop(step, init, context, spec.horizon, spec.state_names())
+    options = ExportOptions(ckpt="x", out="o", variants=("fp32", "int8"), openvino_int8="nncf")
+    run = _Run(bar=_Bar(), work=work, spec=spec, options=options, model=None, init=init, inputs={}, reference={},
+               held=HeldOut(context, reference, None, {}), budget=Budget(psnr_db=200.0),
+               int8_feeds={"step": verify.record_step_feeds(step, init, context[:1], spec.horizon,
+                                                            spec.state_names())})
+    record = {"budget": {"plan": manifest["verification"]["variants"]["int8"]["budget"]["plan"]}}
+    graphs = {g: {"int8": {"file": f"{g}.int8.onnx"}} for g in ("step", "rollout")}
+    shutil.rmtree(work / "openvino")
+    _openvino_int8(run, record, graphs)
+    out = record["openvino"]
+    assert out["method"] == "qdq" and out["reason"].startswith("NNCF's int8 misses the accuracy budget run by "
+                                                               "OpenVINO: step ")
+    assert out["nncf"]["budget"]["step"]["min_psnr"] < 200.0 and not out["nncf"]["budget"]["step"]["meets"]
+    assert graphs == {g: {"int8": {"file": f"{g}.int8.onnx"}} for g in ("step", "rollout")}
+    assert not (work / "openvino").exists()
+    assert not [p.name for p in work.iterdir() if p.name.startswith(".")]  # no trial folders left
+
+
+class _Bar:
+    def set_postfix_str(self, text):
+        pass
+
+    def update(self):
+        pass

@@ -52,9 +52,9 @@ def test_variant_predicts_close_to_fp32(variant_folder, micro_clips, backend, va
 
 
 def test_openvino_runs_the_nncf_model_only_when_the_export_wrote_one(variant_folder):
-    """--openvino-int8 auto tried NNCF (installed here). On this random-weight micro model NNCF's
-    model misses the budget run by OpenVINO (synthetic clips), so nothing is written and OpenVINO
-    runs the QDQ graph; either way the folder, the record and the runner agree."""
+    """--openvino-int8 auto tried NNCF (installed here); whether its model met the budget on this
+    random-weight micro model (synthetic clips) or not, the folder, the record and the runner
+    agree. (The miss path on its own: tests/export/test_openvino_int8.py.)"""
     import json
 
     pytest.importorskip("openvino")
