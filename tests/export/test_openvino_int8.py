@@ -187,3 +187,16 @@ class _Bar:
 
     def update(self):
         pass
+
+
+def test_nncf_is_kept_only_when_at_least_as_accurate_as_the_qdq_graph_on_openvino():
+    from mspn.export.pipeline import _less_accurate
+
+    def figures(step, rollout):
+        return {"step": {"min_psnr": step}, "rollout": {"min_psnr": rollout}}
+
+    assert _less_accurate(figures(45.2, 45.2), figures(44.4, 44.8)) is None
+    assert _less_accurate(figures(41.0, 41.0), None) is None  # OpenVINO could not measure the QDQ graph
+    reason = _less_accurate(figures(41.0, 41.3), figures(42.3, 41.6))
+    assert reason == ("NNCF's int8 meets the budget but OpenVINO runs the QDQ graph more accurately "
+                      "(41.0 vs 41.6 dB min per-step PSNR vs fp32); the more accurate is kept")
