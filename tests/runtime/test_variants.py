@@ -47,7 +47,7 @@ def test_variant_predicts_close_to_fp32(variant_folder, micro_clips, backend, va
     # fp16 rounds at ~1e-3; int8 at 1/255 of each activation's range (a random-weight micro model)
     assert psnr > (50.0 if variant == "fp16" else 25.0), psnr
     assert not np.array_equal(future, reference)  # the variant's own arithmetic ran, not fp32's
-    # int8: the step graph and the rollout's pieces are calibrated apart (each on its own feeds)
+    # int8: the rollout is the int8 step graph unrolled, but backends fuse the two graphs differently
     np.testing.assert_allclose(streamed, future, atol=5e-2 if variant == "int8" else 1e-3)
 
 
@@ -65,8 +65,15 @@ def test_openvino_runs_the_nncf_model_only_when_the_export_wrote_one(variant_fol
     assert (variant_folder / "openvino").exists() == (record["method"] == "nncf")
     if record["method"] == "qdq":
         missed = [g for g, r in record["nncf"]["budget"].items() if not r["meets"]]
-        assert missed and record["reason"].startswith("NNCF's int8 misses the accuracy budget run by OpenVINO: ")
-        assert all(f"{g} " in record["reason"] for g in missed)
+        if missed:
+            assert record["reason"].startswith("NNCF's int8 misses the accuracy budget run by OpenVINO: ")
+            assert all(f"{g} " in record["reason"] for g in missed)
+        else:  # within the budget, but OpenVINO runs the QDQ graph more accurately
+            worst = {m: min(r["min_psnr"] for r in figures.values())
+                     for m, figures in (("nncf", record["nncf"]["budget"]), ("qdq", record["qdq_budget"]))}
+            assert worst["nncf"] < worst["qdq"]
+            assert record["reason"].startswith("NNCF's int8 meets the budget but OpenVINO runs the QDQ graph "
+                                               f"more accurately ({worst['nncf']:.1f} vs {worst['qdq']:.1f} dB")
         assert not any(name.startswith("openvino/") for name in manifest["files"])
         assert not any("openvino" in manifest["graphs"][g]["int8"] for g in ("step", "rollout"))
     with Predictor.load(variant_folder, backend="openvino", variant="int8", threads=1) as predictor:
