@@ -502,7 +502,7 @@ def _less_accurate(nncf: dict, qdq: dict | None) -> str | None:
     if nncf_db >= qdq_db:
         return None
     return (f"NNCF's int8 meets the budget but OpenVINO runs the QDQ graph more accurately "
-            f"({nncf_db:.1f} vs {qdq_db:.1f} dB min per-step PSNR vs fp32); the more accurate is kept")
+            f"({nncf_db:.2f} vs {qdq_db:.2f} dB min per-step PSNR vs fp32); the more accurate is kept")
 
 
 def _nncf_models(run: _Run, plan: dict) -> tuple[dict, dict | None]:

@@ -199,4 +199,4 @@ def test_nncf_is_kept_only_when_at_least_as_accurate_as_the_qdq_graph_on_openvin
     assert _less_accurate(figures(41.0, 41.0), None) is None  # OpenVINO could not measure the QDQ graph
     reason = _less_accurate(figures(41.0, 41.3), figures(42.3, 41.6))
     assert reason == ("NNCF's int8 meets the budget but OpenVINO runs the QDQ graph more accurately "
-                      "(41.0 vs 41.6 dB min per-step PSNR vs fp32); the more accurate is kept")
+                      "(41.00 vs 41.60 dB min per-step PSNR vs fp32); the more accurate is kept")

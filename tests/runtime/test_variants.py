@@ -73,7 +73,7 @@ def test_openvino_runs_the_nncf_model_only_when_the_export_wrote_one(variant_fol
                      for m, figures in (("nncf", record["nncf"]["budget"]), ("qdq", record["qdq_budget"]))}
             assert worst["nncf"] < worst["qdq"]
             assert record["reason"].startswith("NNCF's int8 meets the budget but OpenVINO runs the QDQ graph "
-                                               f"more accurately ({worst['nncf']:.1f} vs {worst['qdq']:.1f} dB")
+                                               f"more accurately ({worst['nncf']:.2f} vs {worst['qdq']:.2f} dB")
         assert not any(name.startswith("openvino/") for name in manifest["files"])
         assert not any("openvino" in manifest["graphs"][g]["int8"] for g in ("step", "rollout"))
     with Predictor.load(variant_folder, backend="openvino", variant="int8", threads=1) as predictor:
