@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -179,6 +180,9 @@ def _plain(value):
     return value
 
 
+_YAML12_FLOAT = re.compile(r"[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?")
+
+
 def _coerce(value, annotation, key: str):
     origin = typing.get_origin(annotation)
     if origin is tuple:
@@ -198,6 +202,8 @@ def _coerce(value, annotation, key: str):
             raise ConfigError(f"{key} must be an integer, got {value!r}")
         return value
     if annotation is float:
+        if isinstance(value, str) and _YAML12_FLOAT.fullmatch(value.strip()):
+            value = float(value)  # PyYAML reads '3e-4' (no dot) as a string; YAML 1.2 reads a float
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{key} must be a number, got {value!r}")
         if not math.isfinite(value):

@@ -14,6 +14,15 @@ def test_overrides_are_typed():
     assert config.train.epochs == 2 and config.train.lr == 0.5 and config.data.size == (64, 64)
 
 
+
+def test_exponent_floats_without_a_dot_are_numbers():
+    # PyYAML would read '3e-4' as a string; a learning rate is usually written this way
+    config = load_config("tiny", ["train.lr=3e-4", "train.weight_decay=1E+2"])
+    assert config.train.lr == 3e-4 and config.train.weight_decay == 100.0
+    with pytest.raises(ConfigError, match="train.lr must be a number, got '3e-4x'"):
+        load_config("tiny", ["train.lr=3e-4x"])
+
+
 @pytest.mark.parametrize("override,message", [
     ("train.epochs=two", "train.epochs must be an integer"),
     ("train.bogus=1", "unknown config key: train.bogus"),

@@ -312,7 +312,9 @@ class Trainer:
                 raise MSPNError(f"--resume: {self.last_path} holds no {name}")
             load_weights(module, extra[name], f"{self.last_path} ({name})")
         for name, optimizer in self.stage.optimizers().items():
+            configured = [(group["lr"], group["weight_decay"]) for group in optimizer.param_groups]
             optimizer.load_state_dict(extra["optimizers"][name])
+            self._apply_configured_rates(name, optimizer, configured)
         if extra.get("scaler"):
             self.scaler.load_state_dict(extra["scaler"])
         state = extra["train_state"]
@@ -320,6 +322,16 @@ class Trainer:
         self.progress = Progress(**state["progress"])
         set_rng_state(state["rng"])
         self._saved_step = self.progress.step
+
+    @staticmethod
+    def _apply_configured_rates(name: str, optimizer, configured: list[tuple[float, float]]) -> None:
+        # Optimizer.load_state_dict restores the saved lr and weight decay; a resume with
+        # --set train.lr=... (the usual way out of a plateau) must run at the rate it asked for.
+        for group, (lr, weight_decay) in zip(optimizer.param_groups, configured):
+            if (group["lr"], group["weight_decay"]) != (lr, weight_decay):
+                print(f"note: --resume: {name} optimizer lr {group['lr']:g} -> {lr:g}, "
+                      f"weight decay {group['weight_decay']:g} -> {weight_decay:g} (from the config)")
+            group["lr"], group["weight_decay"] = lr, weight_decay
 
     # helpers the stages call ----------------------------------------------------------------------
     def autocast(self):

@@ -63,6 +63,18 @@ def test_resumed_run_equals_an_uninterrupted_one(tmp_path, micro_data, micro):
     assert [int(r["step"]) for r in read_csv(split / "steps.csv")] == list(range(1, 11))
 
 
+def test_resume_runs_at_the_configured_learning_rate(tmp_path, micro_data, micro, capsys):
+    # the saved optimizer state holds the old lr; a resume that sets a new one must use it
+    out = tmp_path / "run"
+    train(micro("train.max_steps=2", "train.lr=1e-3"), micro_data, out)
+    train(micro("train.max_steps=3", "train.lr=3e-4"), micro_data, out, resume=True)
+    assert "generator optimizer lr 0.001 -> 0.0003" in capsys.readouterr().out
+    ckpt = load_checkpoint(out / "last.pt")
+    assert ckpt.extra["optimizers"]["generator"]["param_groups"][0]["lr"] == pytest.approx(3e-4)
+    assert ckpt.extra["optimizers"]["generator"]["state"]           # Adam's moments were kept
+    assert ckpt.config.train.lr == pytest.approx(3e-4)
+
+
 def _nan_at(monkeypatch, bad_call):
     calls = {"n": 0}
     real = pixel_module.pixel_loss
