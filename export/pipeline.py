@@ -318,7 +318,7 @@ def _stages(bar, work: Path, spec: ExportSpec, options: ExportOptions, checkpoin
     """The export, step by step: reference, fp32 graphs, each variant, pre-flight, manifest."""
     started = time.perf_counter()
     run = _reference(bar, work, spec, options, checkpoint, inputs)
-    export_records, fp32, pieces = _fp32_graphs(run)
+    export_records, fp32 = _fp32_graphs(run)
     verification = _fp32_verification(run, fp32, data_info)
     if len(spec.precisions) > 1:
         verification["budget"] = _heldout(run, heldout, data_info)
@@ -330,7 +330,7 @@ def _stages(bar, work: Path, spec: ExportSpec, options: ExportOptions, checkpoin
             if variant == "fp16":
                 record = _fp16_variant(run)
             else:
-                record = _int8_variant(run, calib, rng, pieces)
+                record = _int8_variant(run, calib, rng)
             record["budget"].update(_budget_check(run, variant))
         except BudgetMissed as missed:  # the folder is still written, without this variant
             refused[variant] = _drop_variant(run, variant, missed)
@@ -374,10 +374,10 @@ def _reference(bar, work: Path, spec: ExportSpec, options: ExportOptions, checkp
     return _Run(bar, work, spec, options, model, init, inputs, reference)
 
 
-def _fp32_graphs(run: _Run) -> tuple[dict, dict, dict]:
-    """Both fp32 graphs, each verified the moment it is written: (export records, parity, pieces)."""
+def _fp32_graphs(run: _Run) -> tuple[dict, dict]:
+    """Both fp32 graphs, each verified the moment it is written: (export records, parity)."""
     spec, options = run.spec, run.options
-    builders, pieces = _graph_builders(run.model, spec, run.init, options.rollout, run.work)
+    builders = _graph_builders(run.model, spec, run.init, options.rollout, run.work)
     export_records, fp32 = {}, {}
     for graph in GRAPHS:
         run.stage(f"fp32 {graph}")
@@ -386,7 +386,7 @@ def _fp32_graphs(run: _Run) -> tuple[dict, dict, dict]:
             run.init, run.inputs, run.reference)
         run.done()
     export_records["rollout"]["build"] = options.rollout
-    return export_records, fp32, pieces
+    return export_records, fp32
 
 
 def _fp32_verification(run: _Run, fp32: dict, data_info: dict | None) -> dict:
@@ -587,7 +587,7 @@ def _fp16_variant(run: _Run) -> dict:
     return record
 
 
-def _int8_variant(run: _Run, calib: np.ndarray | None, rng, pieces: dict) -> dict:
+def _int8_variant(run: _Run, calib: np.ndarray | None, rng) -> dict:
     """Calibrate, quantize both graphs (the rollout unrolled from the int8 step graph when the
     fp32 rollout was unrolled), verify each against PyTorch."""
     from mspn.export import precision as prec
@@ -605,7 +605,7 @@ def _int8_variant(run: _Run, calib: np.ndarray | None, rng, pieces: dict) -> dic
     for graph in ("step", "rollout"):  # an unrolled int8 rollout is made of the int8 step graph
         run.stage(f"int8 {graph}")
         src, dst = run.work / spec.graph_file(graph, "fp32"), run.work / spec.graph_file(graph, "int8")
-        if graph == "rollout" and pieces:
+        if graph == "rollout" and run.options.rollout == "unrolled":
             settings = _int8_unrolled_rollout(run.work / spec.graph_file("step", "int8"), record["step"]["settings"],
                                               run.init, spec, dst)
         else:
@@ -726,12 +726,8 @@ def _print_warnings(warnings: list, trt: dict) -> None:
                         f"dynamic dims {result['dynamic_dims']}, Q/DQ issues {result['qdq_issues']['count']}")
 
 
-def _graph_builders(model, spec: ExportSpec, init: dict, rollout: str, work: Path) -> tuple[dict, dict]:
-    """({graph: build(exporter) -> ExportedGraph writing work/<graph>.onnx}, pieces).
-
-    pieces: filled by the unrolled rollout's build with its {"open_step", "closed_step"} ONNX
-    models (the int8 rollout is unrolled from their quantized copies); empty for a traced rollout.
-    """
+def _graph_builders(model, spec: ExportSpec, init: dict, rollout: str, work: Path) -> dict:
+    """{graph: build(exporter) -> ExportedGraph writing work/<graph>.onnx}."""
     import torch
 
     from mspn.export.onnx_export import ExportedGraph, export_graph, export_proto
@@ -757,11 +753,9 @@ def _graph_builders(model, spec: ExportSpec, init: dict, rollout: str, work: Pat
         open_step = export_proto(OpenLoopStep(model), (frame,) + state, spec, "open_step", exporter)
         closed_step = export_proto(ClosedLoopStep(model), state, spec, "closed_step", exporter)
         _save_unrolled(open_step, closed_step, init, spec, rollout_path)
-        pieces.update(open_step=open_step, closed_step=closed_step)
         return ExportedGraph(rollout_path, exporter, time.perf_counter() - start)
 
-    pieces: dict = {}
-    return {"rollout": unrolled_rollout if rollout == "unrolled" else traced_rollout, "step": step}, pieces
+    return {"rollout": unrolled_rollout if rollout == "unrolled" else traced_rollout, "step": step}
 
 
 def _save_unrolled(open_step, closed_step, init: dict, spec: ExportSpec, path: Path) -> None:

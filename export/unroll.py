@@ -254,19 +254,20 @@ def _step_piece(step: onnx.ModelProto, inputs: list[str], outputs: list[str],
     piece = onnx.ModelProto()
     piece.CopyFrom(step)
     graph = piece.graph
-    by_name = {v.name: v for v in step.graph.input}
-    missing = [n for n in inputs if n not in by_name]
-    if missing:
-        raise MSPNError(f"unroll: the step graph has no input(s) {missing}")
-    del graph.input[:]
-    graph.input.extend(by_name[n] for n in inputs)
-    kept = {v.name: v for v in step.graph.output}
-    missing = [n for n in outputs if n not in kept]
-    if missing:
-        raise MSPNError(f"unroll: the step graph has no output(s) {missing}")
-    del graph.output[:]
-    graph.output.extend(kept[n] for n in outputs)
+    _keep_only(graph.input, step.graph.input, inputs, "input")
+    _keep_only(graph.output, step.graph.output, outputs, "output")
     nodes = list(prologue) + list(step.graph.node)
     del graph.node[:]
     graph.node.extend(nodes)
     return piece
+
+
+def _keep_only(field, originals, names: list[str], kind: str) -> None:
+    """Make the repeated ValueInfo ``field`` hold exactly ``names``, in that order, taken from
+    ``originals``; refuse names the step graph lacks."""
+    by_name = {v.name: v for v in originals}
+    missing = [n for n in names if n not in by_name]
+    if missing:
+        raise MSPNError(f"unroll: the step graph has no {kind}(s) {missing}")
+    del field[:]
+    field.extend(by_name[n] for n in names)

@@ -327,7 +327,7 @@ class Trainer:
     def _apply_configured_rates(name: str, optimizer, configured: list[tuple[float, float]]) -> None:
         # Optimizer.load_state_dict restores the saved lr and weight decay; a resume with
         # --set train.lr=... (the usual way out of a plateau) must run at the rate it asked for.
-        for group, (lr, weight_decay) in zip(optimizer.param_groups, configured):
+        for group, (lr, weight_decay) in zip(optimizer.param_groups, configured, strict=True):
             if (group["lr"], group["weight_decay"]) != (lr, weight_decay):
                 print(f"note: --resume: {name} optimizer lr {group['lr']:g} -> {lr:g}, "
                       f"weight decay {group['weight_decay']:g} -> {weight_decay:g} (from the config)")
