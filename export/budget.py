@@ -113,10 +113,14 @@ def search_int8_plan(quantize: Quantize, evaluate: Evaluate, blocks: Sequence[st
     2. if that misses the budget: each block's sensitivity = the figures with that block alone
        kept in float32 (everything else int8);
     3. greedy: keep the most sensitive blocks in float32, one more at a time, until the budget
-       holds; at least one block stays int8 (otherwise it is the fp32 model, not an int8 one).
-    Cost: len(methods) + 2 * len(blocks) quantize-and-evaluate rounds at most.
+       holds; at least one block stays int8 (otherwise it is the fp32 model, not an int8 one);
+    4. prune: each float32 block of that plan, least sensitive first, goes back to int8 when the
+       plan still meets the budget without it. The greedy order counts each block alone; blocks
+       that gain nothing alone (or only with another one) are added on the way and would
+       otherwise stay float32 and cost speed.
+    Cost: len(methods) + 3 * len(blocks) quantize-and-evaluate rounds at most.
     Returns {"ok", "calibration_method", "calibration_methods", "float_blocks", "sensitivity",
-    "figures", "tries"}; with ok False, "figures" are the best achieved.
+    "returned_to_int8", "figures", "tries"}; with ok False, "figures" are the best achieved.
     """
     if not blocks:
         raise MSPNError("int8: the graph has no quantizable block")
@@ -133,7 +137,7 @@ def search_int8_plan(quantize: Quantize, evaluate: Evaluate, blocks: Sequence[st
     method = max(methods, key=lambda m: _score(by_method[m]))
     plan = {"calibration_method": method,
             "calibration_methods": {m: _brief(r) for m, r in by_method.items()},
-            "float_blocks": [], "sensitivity": {}, "figures": by_method[method]}
+            "float_blocks": [], "sensitivity": {}, "returned_to_int8": [], "figures": by_method[method]}
     if by_method[method]["meets"]:
         return dict(plan, ok=True, tries=len(tried))
     full = by_method[method]["min_psnr"]
@@ -150,7 +154,18 @@ def search_int8_plan(quantize: Quantize, evaluate: Evaluate, blocks: Sequence[st
             best, best_float = result, order[:count]
         if result["meets"]:
             break
-    return dict(plan, ok=best["meets"], float_blocks=list(best_float), figures=best, tries=len(tried))
+    returned = []
+    if best["meets"]:
+        for block in reversed(list(best_float)):
+            if len(best_float) == 1:
+                break
+            fewer = [b for b in best_float if b != block]
+            result = attempt(method, tuple(fewer))
+            if result["meets"]:
+                best, best_float = result, fewer
+                returned.append(block)
+    return dict(plan, ok=best["meets"], float_blocks=list(best_float), returned_to_int8=returned,
+                figures=best, tries=len(tried))
 
 
 def _brief(result: dict) -> dict:
@@ -177,8 +192,11 @@ def summary_lines(manifest: dict) -> list[str]:
         if plan:
             methods = ", ".join(f"{m} {r['min_psnr']:.1f} dB" for m, r in plan["calibration_methods"].items())
             lines.append(f"    calibration: {plan['calibration_method']} (all blocks int8: {methods})")
+            returned = plan.get("returned_to_int8")
             lines.append(f"    float32 blocks: {', '.join(plan['float_blocks']) or 'none'} "
-                         f"({plan['tries']} plans tried)")
+                         f"({plan['tries']} plans tried"
+                         + (f"; back to int8 after the greedy pass: {', '.join(returned)}" if returned else "")
+                         + ")")
             for block, sens in sorted(plan["sensitivity"].items(), key=lambda kv: -kv[1]["gain_db"]):
                 alone = " (meets the budget alone)" if sens.get("meets_alone") else ""
                 lines.append(f"      sensitivity {block}: {sens['gain_db']:+.2f} dB when kept float32{alone}")

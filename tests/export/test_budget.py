@@ -100,6 +100,34 @@ def test_search_keeps_the_sensitive_block_in_float(tmp_path):
     assert any(name.startswith("model.levels.0.gates.in_conv.weight") for name in dequantized)
 
 
+def test_search_returns_blocks_the_greedy_pass_kept_for_nothing_to_int8():
+    # A plan's worst-step PSNR as a known function of its float32 blocks: A matters alone, C only
+    # together with A, B a little alone. Greedy (by gain alone: A, B, C) needs all three to reach
+    # 40 dB; B is not needed once C is there, so the prune pass must give B back to int8.
+    def psnr(float_blocks):
+        kept = set(float_blocks)
+        return 30 + 6 * ("A" in kept) + 1 * ("B" in kept) + 5 * ({"A", "C"} <= kept)
+
+    tried = []
+
+    def evaluate(float_blocks):
+        tried.append(tuple(sorted(float_blocks)))
+        value = psnr(float_blocks)
+        return {"meets": value >= 40, "min_psnr": value, "worst_ssim_delta": 0.0}
+
+    plan = budget.search_int8_plan(lambda _method, float_blocks: float_blocks, evaluate,
+                                   ["A", "B", "C", "D"], ("MinMax",))
+    assert plan["ok"] and sorted(plan["float_blocks"]) == ["A", "C"]
+    assert plan["returned_to_int8"] == ["B"] and plan["figures"]["min_psnr"] == 41
+    assert ("A", "B", "C") in tried and ("A", "C") in tried  # the greedy plan, then the pruned one
+    assert plan["tries"] == len(set(tried))
+    lines = budget.summary_lines({"verification": {
+        "budget": {"psnr_db_vs_fp32_every_step": 40, "ssim_drop_vs_fp32_every_step": 0.005,
+                   "clips": {"clips": 4, "source": "test"}},
+        "variants": {"int8": {"budget": {"plan": plan}}}}})
+    assert any("float32 blocks: " in line and "back to int8 after the greedy pass: B" in line for line in lines)
+
+
 def test_search_reports_the_best_it_achieved_when_nothing_meets_the_budget(tmp_path):
     src = tmp_path / "fp32.onnx"
     _three_block_graph(src)
