@@ -106,7 +106,8 @@ Evaluate = Callable[[object], dict]                   # graph -> figures()
 
 
 def search_int8_plan(quantize: Quantize, evaluate: Evaluate, blocks: Sequence[str],
-                     methods: Sequence[str], log: Callable[[str], None] = lambda _: None) -> dict:
+                     methods: Sequence[str], log: Callable[[str], None] = lambda _: None,
+                     prune: bool = True) -> dict:
     """The fastest int8 plan found within the budget: (calibration method, blocks kept float32).
 
     1. every calibration method with every block quantized; the best (``_score``) is kept;
@@ -117,7 +118,8 @@ def search_int8_plan(quantize: Quantize, evaluate: Evaluate, blocks: Sequence[st
     4. prune: each float32 block of that plan, least sensitive first, goes back to int8 when the
        plan still meets the budget without it. The greedy order counts each block alone; blocks
        that gain nothing alone (or only with another one) are added on the way and would
-       otherwise stay float32 and cost speed.
+       otherwise stay float32 and cost speed. ``prune=False`` skips it (a plan that competes on
+       accuracy, not speed, keeps the greedy plan's margin).
     Cost: len(methods) + 3 * len(blocks) quantize-and-evaluate rounds at most.
     Returns {"ok", "calibration_method", "calibration_methods", "float_blocks", "sensitivity",
     "returned_to_int8", "figures", "tries"}; with ok False, "figures" are the best achieved.
@@ -155,7 +157,7 @@ def search_int8_plan(quantize: Quantize, evaluate: Evaluate, blocks: Sequence[st
         if result["meets"]:
             break
     returned = []
-    if best["meets"]:
+    if best["meets"] and prune:
         for block in reversed(list(best_float)):
             if len(best_float) == 1:
                 break

@@ -247,7 +247,11 @@ def search(keep_float, evaluate, blocks: list[str], log) -> dict:
     at most, each an evaluation only)."""
     from mspn.export.budget import search_int8_plan
 
-    return search_int8_plan(lambda _method, extra: keep_float(extra), evaluate, blocks, ("nncf",), log)
+    # No prune pass: NNCF's model is kept only when OpenVINO runs it at least as accurately as the
+    # QDQ graph (pipeline._openvino_int8), so pruning it down to the bare budget would forfeit that
+    # comparison to the QDQ graph's margin every time.
+    return search_int8_plan(lambda _method, extra: keep_float(extra), evaluate, blocks, ("nncf",), log,
+                            prune=False)
 
 
 # export/unroll.py names the nodes of each step copy "t<k>/<step node>" (open loop) or "h<k>/..." (closed)

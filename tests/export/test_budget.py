@@ -121,6 +121,11 @@ def test_search_returns_blocks_the_greedy_pass_kept_for_nothing_to_int8():
     assert plan["returned_to_int8"] == ["B"] and plan["figures"]["min_psnr"] == 41
     assert ("A", "B", "C") in tried and ("A", "C") in tried  # the greedy plan, then the pruned one
     assert plan["tries"] == len(set(tried))
+    # without the prune pass (NNCF's search, which competes on accuracy) the greedy plan is kept
+    greedy = budget.search_int8_plan(lambda _method, float_blocks: float_blocks, evaluate,
+                                     ["A", "B", "C", "D"], ("MinMax",), prune=False)
+    assert greedy["float_blocks"] == ["A", "B", "C"] and greedy["returned_to_int8"] == []
+    assert greedy["figures"]["min_psnr"] == 42
     lines = budget.summary_lines({"verification": {
         "budget": {"psnr_db_vs_fp32_every_step": 40, "ssim_drop_vs_fp32_every_step": 0.005,
                    "clips": {"clips": 4, "source": "test"}},
