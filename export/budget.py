@@ -220,5 +220,6 @@ def _openvino_lines(record: dict | None) -> list[str]:
     if record["method"] == "nncf":
         extra = record["nncf"].get("float_blocks_beyond_plan") or []
         return [f"    openvino: NNCF int8 model (min per-step PSNR vs fp32: {'; '.join(parts)}; float32 blocks "
-                f"beyond the ONNX plan: {', '.join(extra) or 'none'})"]
+                f"beyond the ONNX plan: {', '.join(extra) or 'none'})"] + (
+                    [f"    openvino: {record['note']}"] if record.get("note") else [])
     return [f"    openvino: the ONNX QDQ graph ({record.get('reason')})"]

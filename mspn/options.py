@@ -297,8 +297,8 @@ class ExportOptions:
     openvino_int8: Literal["auto", "nncf", "qdq"] = option(
         "auto", help="what OpenVINO runs for the int8 variant: nncf writes an OpenVINO int8 model "
                      "(openvino/*.int8.xml, NNCF quantizing what the ONNX int8 plan quantizes) when it meets "
-                     "the budget on OpenVINO, else the ONNX QDQ graph; qdq: the ONNX QDQ graph; auto: nncf "
-                     "when nncf is installed")
+                     "the budget on OpenVINO, else the ONNX QDQ graph; qdq: the ONNX QDQ graph; auto: the NNCF "
+                     "model when nncf is installed and it is at least as accurate on OpenVINO as the QDQ graph")
     # "auto": dynamo, then TorchScript
     exporter: Literal["auto", "dynamo", "torchscript"] = option("auto", help="ONNX exporter")
     rollout: Literal["unrolled", "traced"] = option(

@@ -200,3 +200,23 @@ def test_nncf_is_kept_only_when_at_least_as_accurate_as_the_qdq_graph_on_openvin
     reason = _less_accurate(figures(41.0, 41.3), figures(42.3, 41.6))
     assert reason == ("NNCF's int8 meets the budget but OpenVINO runs the QDQ graph more accurately "
                       "(41.00 vs 41.60 dB min per-step PSNR vs fp32); the more accurate is kept")
+
+
+def test_auto_ships_nncf_only_when_as_accurate_and_an_explicit_nncf_is_honoured_with_a_note():
+    from mspn.export.pipeline import _nncf_verdict
+
+    def figures(step, rollout):
+        return {"step": {"min_psnr": step}, "rollout": {"min_psnr": rollout}}
+
+    nncf_behind = {"budget": figures(44.27, 44.5)}
+    qdq = figures(44.43, 44.7)
+    reason, note = _nncf_verdict("auto", nncf_behind, qdq)
+    assert reason.endswith("(44.27 vs 44.43 dB min per-step PSNR vs fp32); the more accurate is kept")
+    assert note is None
+    reason, note = _nncf_verdict("nncf", nncf_behind, qdq)
+    assert reason is None
+    assert note == ("NNCF's int8 meets the budget but OpenVINO runs the QDQ graph more accurately "
+                    "(44.27 vs 44.43 dB min per-step PSNR vs fp32); NNCF kept: --openvino-int8 nncf")
+    assert _nncf_verdict("auto", {"budget": figures(45.0, 45.0)}, qdq) == (None, None)
+    missed = {"reason": "NNCF's int8 misses the accuracy budget run by OpenVINO: step 30.0 dB"}
+    assert _nncf_verdict("nncf", missed, qdq) == (missed["reason"], None)
