@@ -17,8 +17,12 @@ CLAIMS = {
     "tiny": {"psnr": ("blank", "copy_last", "context_mean", "untrained"),
              "ssim": ("blank", "copy_last", "context_mean", "untrained")},
     "mnist-small": {"psnr": ("blank", "copy_last", "context_mean", "untrained"),
-                    "ssim": ("copy_last", "context_mean", "untrained")},
+                    "ssim": ("blank", "copy_last", "context_mean", "untrained")},
 }
+# Test videos per model, from the held-out digit pool. mnist-small beats the blank frame's mean SSIM
+# by 0.003 (0.7724 against 0.7696 on 1000 test clips), less than the spread between small samples
+# (24 clips measured 0.7713 against 0.7717), so it is checked on the demo's 200 videos.
+CLIPS = {"tiny": 24, "mnist-small": 200}
 
 
 @pytest.mark.parametrize("name", sorted(CLAIMS))
@@ -26,8 +30,7 @@ def test_shipped_model_beats_its_claimed_baselines(name, tmp_path):
     ckpt = MODELS / name / "best.pt"
     checkpoint = load_checkpoint(ckpt)  # the recorded weights digest is verified here
     assert checkpoint.config.name == name
-    # test videos from the held-out digit pool; 24 videos keep this fast on two cores
-    generate_mmnist(BUNDLED_DIGITS, tmp_path / "data", videos=(1, 1, 24), size=checkpoint.frame_size[0])
+    generate_mmnist(BUNDLED_DIGITS, tmp_path / "data", videos=(1, 1, CLIPS[name]), size=checkpoint.frame_size[0])
     report = evaluate(EvalOptions(str(ckpt), str(tmp_path / "data"), report=str(tmp_path / "r.json"),
                                   untrained=True, quiet=True))
     for metric, baselines in CLAIMS[name].items():
