@@ -17,7 +17,7 @@ def test_benchmark_script_compiles(script, tmp_path):
     py_compile.compile(str(script), cfile=str(tmp_path / "out.pyc"), doraise=True)
 
 
-@pytest.mark.parametrize("name", ["run_suite.py", "export_cost.py", "cold_start.py"])
+@pytest.mark.parametrize("name", ["run_suite.py", "export_cost.py", "cold_start.py", "horizon_budget.py"])
 def test_benchmark_script_help(name):
     script = next(p for p in SCRIPTS if p.name == name)
     done = subprocess.run([sys.executable, str(script), "--help"], capture_output=True, text=True, timeout=120)
