@@ -1,7 +1,8 @@
 #!/usr/bin/env python
 """Does a folder's variant hold the accuracy budget past the horizon it was exported (and
-searched) for? Rolls every variant's step graph through `Predictor` to `--horizon` steps on
-held-out clips and reports the budget figures per step against the fp32 step loop.
+searched) for? Runs every variant through `Predictor` for `--horizon` steps on the first N held-out
+test clips and reports the budget figures per step against fp32 run the same way (the rollout graph
+at the exported horizon, the step graph looped for any other).
 
     python benchmarks/horizon_budget.py --model FOLDER --data DATA --horizon 30 --clips 64 \
         --report out.json
@@ -66,7 +67,7 @@ def main() -> None:
 
 
 def curve_chart(report: dict):
-    """Per-step PSNR vs the fp32 step loop of every variant, the budget line and the exported horizon."""
+    """Per-step PSNR vs fp32 of every variant, the budget line and the exported horizon."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
